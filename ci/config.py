@@ -1,0 +1,160 @@
+"""What a run is about: one immutable value built from flags, the environment and the repository."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import time
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ci.versions import VersionError, locked_dar_backup_version, parse_release_version
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_BASE_IMAGE = "ubuntu:24.04"
+DEV_IMAGE_VERSION = "0.0.0-dev"
+IMAGE_NAME = "dar-backup"
+TITLE = "dar-backup"
+DESCRIPTION = "dar, par2 and the dar-backup wrapper for verified container backups, run as a non-root user"
+AUTHORS = "dar-backup-image maintainers"
+DEFAULT_SOURCE = "https://github.com/per2jensen/dar-backup-image"
+
+OCI = "org.opencontainers.image"
+TOOL_LABELS = {
+    "dar-backup": "org.dar-backup.version",
+    "dar": "org.dar-backup.dar.version",
+    "par2": "org.dar-backup.par2.version",
+}
+
+
+class ConfigError(ValueError):
+    """A run that cannot start; the message is the one line the user sees."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    image_version: str
+    dar_backup_version: str
+    base_image: str
+    revision: str
+    created: str
+    run_id: str
+    repo: str | None
+    source: str
+    licenses: str
+    dry_run: bool
+    report_dir: Path
+    base_digest: str | None = None
+
+    @property
+    def local_tag(self) -> str:
+        return f"{IMAGE_NAME}:{self.image_version}"
+
+    @property
+    def ref_name(self) -> str:
+        return f"{self.repo}:{self.image_version}" if self.repo else self.local_tag
+
+
+def oci_labels(config: RunConfig) -> dict[str, str]:
+    """The OCI annotations every final image carries, as the run declares them."""
+    labels = {
+        f"{OCI}.title": TITLE,
+        f"{OCI}.description": DESCRIPTION,
+        f"{OCI}.version": config.image_version,
+        f"{OCI}.created": config.created,
+        f"{OCI}.revision": config.revision,
+        f"{OCI}.source": config.source,
+        f"{OCI}.url": config.source,
+        f"{OCI}.licenses": config.licenses,
+        f"{OCI}.authors": AUTHORS,
+        f"{OCI}.base.name": config.base_image,
+        f"{OCI}.ref.name": config.ref_name,
+    }
+    if config.base_digest:
+        labels[f"{OCI}.base.digest"] = config.base_digest
+    return labels
+
+
+def tool_labels(versions: Mapping[str, str]) -> dict[str, str]:
+    return {TOOL_LABELS[tool]: version for tool, version in versions.items()}
+
+
+def _git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def git_revision() -> str:
+    return os.environ.get("GITHUB_SHA") or _git("rev-parse", "HEAD") or "unknown"
+
+
+def git_tree_is_clean() -> bool:
+    return _git("status", "--porcelain") == ""
+
+
+def created_timestamp(env: Mapping[str, str]) -> str:
+    """RFC 3339 UTC; SOURCE_DATE_EPOCH pins it for reproducible builds."""
+    epoch = env.get("SOURCE_DATE_EPOCH")
+    try:
+        seconds = int(epoch) if epoch else int(time.time())
+    except ValueError:
+        raise ConfigError(f"SOURCE_DATE_EPOCH must be whole seconds, got {epoch!r}") from None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def project_license(pyproject: Path) -> str:
+    return str(tomllib.loads(pyproject.read_text())["project"]["license"])
+
+
+def source_url(env: Mapping[str, str]) -> str:
+    if env.get("GITHUB_SERVER_URL") and env.get("GITHUB_REPOSITORY"):
+        return f"{env['GITHUB_SERVER_URL']}/{env['GITHUB_REPOSITORY']}"
+    return DEFAULT_SOURCE
+
+
+def build_config(
+    *,
+    image_version: str | None,
+    dar_backup_version: str | None,
+    base_image: str | None,
+    repo: str | None,
+    dry_run: bool,
+    report_dir: Path,
+    env: Mapping[str, str],
+    root: Path = REPO_ROOT,
+) -> RunConfig:
+    """Refuse a run with bad versions before anything is built."""
+    locked = locked_dar_backup_version(root / "docker/requirements.txt")
+    wanted_image = image_version if image_version is not None else DEV_IMAGE_VERSION
+    wanted_dar_backup = dar_backup_version if dar_backup_version is not None else locked
+    try:
+        image = parse_release_version(wanted_image, "image version")
+        dar_backup = parse_release_version(wanted_dar_backup, "dar-backup version")
+    except VersionError as err:
+        raise ConfigError(str(err)) from None
+    if str(dar_backup) != locked:
+        raise ConfigError(
+            f"dar-backup version {dar_backup} is not the one docker/requirements.txt locks ({locked}); "
+            "regenerate the lock file (README: Updating dar-backup)"
+        )
+    if repo is not None and (not repo or repo != repo.strip() or ":" in repo.rsplit("/", 1)[-1]):
+        raise ConfigError(f"--repo must be REGISTRY/NAME without a tag, got {repo!r}")
+    return RunConfig(
+        image_version=str(image),
+        dar_backup_version=str(dar_backup),
+        base_image=base_image or DEFAULT_BASE_IMAGE,
+        revision=git_revision(),
+        created=created_timestamp(env),
+        run_id=secrets.token_hex(4),
+        repo=repo,
+        source=source_url(env),
+        licenses=project_license(root / "pyproject.toml"),
+        dry_run=dry_run,
+        report_dir=report_dir,
+    )

@@ -1,0 +1,194 @@
+"""The local Docker engine adapter: BuildKit builds, `docker run --network none`, named volumes.
+
+Every container and volume carries the run's label, so `close()` removes them all, also after
+a failure or Ctrl-C. Secrets reach builds as BuildKit secrets only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from itertools import count
+from pathlib import Path
+
+import anyio
+
+from ci.engines.local import ensure_base_image, ensure_client, ensure_daemon
+from ci.engines.seam import BuildSpec, EngineError, Image, Mount, RegistryAuth, RunResult, SecretRef, Volume
+
+RUN_LABEL = "dar-backup-ci.run"
+
+
+def build_argv(client: str, spec: BuildSpec, dockerfile: str, iidfile: str, context: str) -> list[str]:
+    argv = [client, "build", "--progress=plain", "-f", dockerfile, "--target", spec.target, "--iidfile", iidfile]
+    for key, value in spec.build_args.items():
+        argv += ["--build-arg", f"{key}={value}"]
+    for key, value in spec.labels.items():
+        argv += ["--label", f"{key}={value}"]
+    for secret_id, ref in spec.secrets.items():
+        source = f"env={ref.target}" if ref.scheme == "env" else f"src={ref.target}"
+        argv += ["--secret", f"id={secret_id},{source}"]
+    if spec.tag:
+        argv += ["--tag", spec.tag]
+    return [*argv, context]
+
+
+def run_argv(
+    client: str,
+    name: str,
+    run_id: str,
+    image: Image,
+    argv: Sequence[str],
+    mounts: Sequence[Mount],
+    env: Mapping[str, str],
+    user: str | None,
+    use_entrypoint: bool,
+) -> list[str]:
+    cmd = [client, "run", "--rm", "--network", "none", "--name", name, "--label", f"{RUN_LABEL}={run_id}"]
+    for mount in mounts:
+        cmd += ["-v", f"{mount.volume.name}:{mount.path}{':ro' if mount.read_only else ''}"]
+    for key, value in env.items():
+        cmd += ["-e", f"{key}={value}"]
+    if user is not None:
+        cmd += ["--user", user]
+    if use_entrypoint:
+        return [*cmd, image.ref, *argv]
+    return [*cmd, "--entrypoint", argv[0], image.ref, *argv[1:]]
+
+
+def _decode(data: bytes) -> str:
+    # surrogateescape keeps non-UTF-8 file names intact through manifests.
+    return data.decode("utf-8", "surrogateescape")
+
+
+class DockerEngine:
+    name = "docker"
+
+    def __init__(self, run_id: str, context: Path, client: str) -> None:
+        self.run_id = run_id
+        self.context = context
+        self.client = client
+        self._names = count(1)
+
+    @classmethod
+    def open(cls, run_id: str, context: Path) -> DockerEngine:
+        client = ensure_client()
+        ensure_daemon(client)
+        return cls(run_id, context, client)
+
+    def base_image(self, requested: str) -> tuple[str, str | None]:
+        base = ensure_base_image(self.client, requested)
+        return base.ref, base.digest
+
+    async def _exec(self, argv: Sequence[str], *, stream: bool = False) -> RunResult:
+        env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+        if stream:
+            done = await anyio.run_process(list(argv), stdout=sys.stderr, stderr=sys.stderr, check=False, env=env)
+            return RunResult(done.returncode, "", "")
+        done = await anyio.run_process(list(argv), check=False, env=env)
+        return RunResult(done.returncode, _decode(done.stdout), _decode(done.stderr))
+
+    async def _checked(self, argv: Sequence[str], what: str) -> str:
+        done = await self._exec(argv)
+        if not done.ok:
+            raise EngineError(f"{what} failed: {done.tail(3)}")
+        return done.stdout
+
+    async def build(self, spec: BuildSpec) -> Image:
+        with tempfile.TemporaryDirectory(prefix="dar-backup-ci-") as tmp:
+            iidfile = str(Path(tmp) / "iid")
+            argv = build_argv(self.client, spec, str(self.context / "docker/Dockerfile"), iidfile, str(self.context))
+            done = await self._exec(argv, stream=True)
+            if not done.ok:
+                raise EngineError(f"docker build --target {spec.target} failed with exit code {done.exit_code}")
+            image_id = Path(iidfile).read_text().strip()
+        return Image(image_id, spec.tag or f"{spec.target} {image_id[:19]}")
+
+    async def run(
+        self,
+        image: Image,
+        argv: Sequence[str],
+        *,
+        mounts: Sequence[Mount] = (),
+        env: Mapping[str, str] | None = None,
+        user: str | None = None,
+        use_entrypoint: bool = False,
+    ) -> RunResult:
+        name = f"dbci-{self.run_id}-{next(self._names)}"
+        cmd = run_argv(self.client, name, self.run_id, image, argv, mounts, env or {}, user, use_entrypoint)
+        return await self._exec(cmd)
+
+    async def volume(self, role: str) -> Volume:
+        name = f"dbci-{self.run_id}-{role}"
+        await self._checked(
+            [self.client, "volume", "create", "--label", f"{RUN_LABEL}={self.run_id}", name], f"creating volume {name}"
+        )
+        return Volume(name, role)
+
+    async def labels(self, image: Image) -> dict[str, str]:
+        out = await self._checked(
+            [self.client, "image", "inspect", "-f", "{{json .Config.Labels}}", image.ref], "reading labels"
+        )
+        labels = json.loads(out) or {}
+        return {str(k): str(v) for k, v in labels.items()}
+
+    async def _login(self, config_dir: str, auth: RegistryAuth | None) -> None:
+        if auth is None:
+            return
+        password = read_secret(auth.password)
+        argv = [self.client, "--config", config_dir, "login", "-u", auth.username, "--password-stdin", auth.address]
+        done = await anyio.run_process(
+            argv,
+            input=password.encode(),
+            check=False,
+        )
+        if done.returncode != 0:
+            raise EngineError(f"login to {auth.address} as {auth.username} was refused")
+
+    async def publish(self, image: Image, ref: str, auth: RegistryAuth | None) -> str:
+        # A throw-away client config: credentials never land in ~/.docker.
+        with tempfile.TemporaryDirectory(prefix="dar-backup-ci-auth-") as config_dir:
+            await self._login(config_dir, auth)
+            await self._checked([self.client, "tag", image.ref, ref], f"tagging {ref}")
+            try:
+                out = await self._checked([self.client, "--config", config_dir, "push", ref], f"pushing {ref}")
+            finally:
+                await self._exec([self.client, "rmi", ref])
+        match = re.search(r"digest: (sha256:[0-9a-f]{64})", out)
+        if match is None:
+            raise EngineError(f"push of {ref} reported no digest")
+        return match.group(1)
+
+    async def pull(self, ref: str, auth: RegistryAuth | None) -> Image:
+        with tempfile.TemporaryDirectory(prefix="dar-backup-ci-auth-") as config_dir:
+            await self._login(config_dir, auth)
+            await self._checked([self.client, "--config", config_dir, "pull", "-q", ref], f"pulling {ref}")
+        image_id = await self._checked([self.client, "image", "inspect", "-f", "{{.Id}}", ref], f"inspecting {ref}")
+        return Image(image_id.strip(), ref)
+
+    async def close(self) -> None:
+        with anyio.CancelScope(shield=True):
+            label = f"label={RUN_LABEL}={self.run_id}"
+            containers = (await self._exec([self.client, "ps", "-aq", "--filter", label])).stdout.split()
+            if containers:
+                await self._exec([self.client, "rm", "-f", "-v", *containers])
+            volumes = (await self._exec([self.client, "volume", "ls", "-q", "--filter", label])).stdout.split()
+            if volumes:
+                await self._exec([self.client, "volume", "rm", "-f", *volumes])
+
+
+def read_secret(ref: SecretRef) -> str:
+    """The plaintext of a secret reference, for the one call that needs it; never logged."""
+    if ref.scheme == "env":
+        value = os.environ.get(ref.target)
+        if value is None:
+            raise EngineError(f"secret environment variable {ref.target} is not set")
+        return value
+    try:
+        return Path(ref.target).read_text().rstrip("\n")
+    except OSError as err:
+        raise EngineError(f"cannot read secret file {ref.target}: {err.strerror}") from None

@@ -1,0 +1,214 @@
+"""Provision the local Docker engine: a BuildKit-capable client, a running daemon, a base image.
+
+On a fresh Debian/Ubuntu host (as root) this installs the distribution's docker.io and starts
+dockerd; where no registry is reachable it bootstraps the base image with debootstrap from the
+mirror apt already uses, trimmed like a slim image. Everything it does, it says on stdout.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ci.engines.seam import EngineError
+
+DEBOOTSTRAP_SCRIPTS = Path("/usr/share/debootstrap/scripts")
+LOCAL_BASE_REPO = "dar-backup-local-base"
+DOCKERD_LOG = Path("/var/log/dar-backup-ci-dockerd.log")
+# What an official slim image leaves out; none of it is needed at run time.
+TRIM_PATHS = (
+    "var/cache/apt",
+    "var/lib/apt/lists",
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/info",
+    "var/log",
+)
+
+
+def say(message: str) -> None:
+    print(f"[engine] {message}", flush=True)
+
+
+@dataclass(frozen=True)
+class AptSource:
+    uri: str
+    suite: str
+
+
+def parse_apt_sources(one_line: str, deb822: str) -> list[AptSource]:
+    """`deb` entries of sources.list (one-line) and *.sources (deb822) text, in file order."""
+    found: list[AptSource] = []
+    for line in one_line.splitlines():
+        words = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
+        if len(words) >= 3 and words[0] == "deb":
+            found.append(AptSource(words[1].rstrip("/"), words[2]))
+    for stanza in re.split(r"\n\s*\n", deb822):
+        fields: dict[str, str] = {}
+        for line in stanza.splitlines():
+            if line.startswith("#") or ":" not in line or line[:1].isspace():
+                continue
+            key, value = line.split(":", 1)
+            fields[key.strip().lower()] = value.strip()
+        if "deb" not in fields.get("types", "").split() or fields.get("enabled", "yes") == "no":
+            continue
+        for uri in fields.get("uris", "").split():
+            found.extend(AptSource(uri.rstrip("/"), suite) for suite in fields.get("suites", "").split())
+    return found
+
+
+def pick_bootstrap_source(sources: Iterable[AptSource], known_suites: set[str]) -> AptSource:
+    """The first source whose suite debootstrap knows (so not -updates, -security or a vendor repo)."""
+    for source in sources:
+        if source.suite in known_suites:
+            return source
+    raise EngineError("no apt source names a release debootstrap knows; cannot bootstrap a base image")
+
+
+def read_host_apt_sources() -> list[AptSource]:
+    etc = Path("/etc/apt")
+    one_line = [etc / "sources.list", *sorted((etc / "sources.list.d").glob("*.list"))]
+    deb822 = sorted((etc / "sources.list.d").glob("*.sources"))
+    return parse_apt_sources(_read_all(one_line), _read_all(deb822))
+
+
+def _read_all(paths: Iterable[Path]) -> str:
+    return "\n\n".join(p.read_text() for p in paths if p.is_file())
+
+
+def _run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload, no-any-return]
+
+
+def apt_install(*packages: str) -> None:
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise EngineError(f"{', '.join(packages)} missing and cannot be installed (needs root and apt-get)")
+    say(f"installing {' '.join(packages)} with apt-get")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *packages]):
+        done = subprocess.run(argv, env=env, check=False, stdout=subprocess.DEVNULL)
+        if done.returncode != 0:
+            raise EngineError(f"{' '.join(argv)} failed with exit code {done.returncode}")
+
+
+def client_has_buildkit(client: str) -> bool:
+    """True when `client build` can use BuildKit: a buildx plugin, or a pre-23 CLI's built-in builder."""
+    if _run([client, "buildx", "version"]).returncode == 0:
+        return True
+    match = re.search(r"version (\d+)\.", _run([client, "--version"]).stdout)
+    return match is not None and int(match.group(1)) < 23
+
+
+def find_client() -> str | None:
+    candidates = [os.environ.get("DAR_BACKUP_CI_DOCKER"), "/usr/bin/docker", shutil.which("docker")]
+    for candidate in dict.fromkeys(c for c in candidates if c):
+        if os.access(candidate, os.X_OK) and client_has_buildkit(candidate):
+            return candidate
+    return None
+
+
+def ensure_client() -> str:
+    client = find_client()
+    if client is None:
+        apt_install("docker.io")
+        client = find_client()
+    if client is None:
+        raise EngineError("no docker client with BuildKit (tried DAR_BACKUP_CI_DOCKER, /usr/bin/docker, PATH)")
+    return client
+
+
+def ensure_daemon(client: str, wait_seconds: float = 60.0) -> None:
+    if _run([client, "info"]).returncode == 0:
+        return
+    dockerd = shutil.which("dockerd") or "/usr/sbin/dockerd"
+    if not os.access(dockerd, os.X_OK):
+        apt_install("docker.io")
+    say(f"starting dockerd (log: {DOCKERD_LOG})")
+    with DOCKERD_LOG.open("ab") as log:
+        subprocess.Popen([dockerd], stdout=log, stderr=log, start_new_session=True)
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        if _run([client, "info"]).returncode == 0:
+            say("dockerd is up")
+            return
+        time.sleep(1)
+    raise EngineError(f"dockerd did not answer within {wait_seconds:.0f}s; see {DOCKERD_LOG}")
+
+
+def image_exists(client: str, ref: str) -> bool:
+    return _run([client, "image", "inspect", ref]).returncode == 0
+
+
+def repo_digest(client: str, ref: str) -> str | None:
+    """The registry digest of a pulled image; None for images that never came from a registry."""
+    out = _run([client, "image", "inspect", "-f", "{{range .RepoDigests}}{{println .}}{{end}}", ref]).stdout
+    for line in out.splitlines():
+        if "@sha256:" in line:
+            return line.split("@", 1)[1]
+    return None
+
+
+def bootstrap_base(client: str, tag: str, source: AptSource) -> None:
+    if shutil.which("debootstrap") is None:
+        apt_install("debootstrap")
+    say(f"no registry reachable: bootstrapping {tag} with debootstrap {source.suite} from {source.uri}")
+    with tempfile.TemporaryDirectory(prefix="dar-backup-rootfs-", dir="/var/tmp") as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        done = _run(["debootstrap", "--variant=minbase", source.suite, str(rootfs), source.uri])
+        if done.returncode != 0:
+            raise EngineError(f"debootstrap failed: {done.stderr.strip().splitlines()[-1:]}")
+        trim_rootfs(rootfs)
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        imported = subprocess.run(
+            [client, "import", "--change", 'CMD ["bash"]', "-", tag],
+            stdin=tar.stdout,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        tar.wait()
+        if imported.returncode != 0 or tar.returncode != 0:
+            raise EngineError(f"docker import of the bootstrapped base failed: {imported.stderr.strip()}")
+    say(f"imported {tag}")
+
+
+def trim_rootfs(rootfs: Path) -> None:
+    for relative in TRIM_PATHS:
+        for child in (rootfs / relative).glob("*"):
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    for locale in (rootfs / "usr/share/locale").glob("*"):
+        if locale.is_dir():
+            shutil.rmtree(locale)
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    ref: str
+    digest: str | None
+
+
+def ensure_base_image(client: str, requested: str) -> BaseImage:
+    """The requested base if present or pullable, else a local bootstrap of the host's release."""
+    if image_exists(client, requested) or _run([client, "pull", "-q", requested]).returncode == 0:
+        return BaseImage(requested, repo_digest(client, requested))
+    known = {p.name for p in DEBOOTSTRAP_SCRIPTS.glob("*")} if DEBOOTSTRAP_SCRIPTS.is_dir() else set()
+    if not known:
+        apt_install("debootstrap")
+        known = {p.name for p in DEBOOTSTRAP_SCRIPTS.glob("*")}
+    source = pick_bootstrap_source(read_host_apt_sources(), known)
+    tag = f"{LOCAL_BASE_REPO}:{source.suite}"
+    if image_exists(client, tag):
+        say(f"{requested} cannot be pulled; reusing the bootstrapped {tag}")
+    else:
+        bootstrap_base(client, tag, source)
+    return BaseImage(tag, None)

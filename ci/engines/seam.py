@@ -1,0 +1,122 @@
+"""The engine seam: the few verbs the stages use, shaped so both adapters are thin mappings.
+
+Dagger objects are immutable and lazy, Docker is imperative; the seam speaks in values
+(`Image`, `Volume`, `RunResult`) that either adapter can produce and consume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class EngineError(Exception):
+    """An engine could not do what a stage asked (not a failing command: see RunResult)."""
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A secret by reference: `env://NAME` or `file:///path`. The plaintext never enters the pipeline."""
+
+    uri: str
+
+    def __post_init__(self) -> None:
+        if not (self.uri.startswith("env://") or self.uri.startswith("file://")):
+            raise ValueError(f"secret reference must be env://NAME or file://PATH, got {self.uri!r}")
+
+    @property
+    def scheme(self) -> str:
+        return self.uri.split("://", 1)[0]
+
+    @property
+    def target(self) -> str:
+        return self.uri.split("://", 1)[1]
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    target: str
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, SecretRef] = field(default_factory=dict)
+    tag: str | None = None
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image an engine built or pulled; `ref` means something only to that engine."""
+
+    ref: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Volume:
+    name: str
+    role: str
+
+
+@dataclass(frozen=True)
+class Mount:
+    volume: Volume
+    path: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class RunResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def tail(self, lines: int = 15) -> str:
+        """The end of stderr, else of stdout: what a failure message should show."""
+        text = self.stderr.strip() or self.stdout.strip()
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass(frozen=True)
+class RegistryAuth:
+    address: str
+    username: str
+    password: SecretRef
+
+
+class Engine(Protocol):
+    name: str
+
+    async def build(self, spec: BuildSpec) -> Image: ...
+
+    async def run(
+        self,
+        image: Image,
+        argv: Sequence[str],
+        *,
+        mounts: Sequence[Mount] = (),
+        env: Mapping[str, str] | None = None,
+        user: str | None = None,
+        use_entrypoint: bool = False,
+    ) -> RunResult:
+        """Run argv in a fresh container with no network; a non-zero exit is a result, not an error."""
+        ...
+
+    async def volume(self, role: str) -> Volume:
+        """A new, empty volume that lives until `close()`."""
+        ...
+
+    async def labels(self, image: Image) -> dict[str, str]: ...
+
+    async def publish(self, image: Image, ref: str, auth: RegistryAuth | None) -> str:
+        """Push image as ref; return the pushed manifest digest (sha256:…)."""
+        ...
+
+    async def pull(self, ref: str, auth: RegistryAuth | None) -> Image: ...
+
+    async def close(self) -> None:
+        """Remove every container and volume this engine created, whatever happened before."""
+        ...

@@ -1,0 +1,131 @@
+"""What a run did, step by step: JSON, JUnit XML, a Markdown summary and a short text summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+class StageFailure(Exception):
+    """A check failed: the message says which path, attribute, expected and got."""
+
+
+@dataclass
+class Step:
+    stage: str
+    name: str
+    status: str = "passed"
+    seconds: float = 0.0
+    message: str = ""
+
+
+@dataclass
+class Report:
+    command: str
+    engine: str
+    run: dict[str, str] = field(default_factory=dict)
+    steps: list[Step] = field(default_factory=list)
+    outcome: str = "running"
+    error: str = ""
+
+    @contextmanager
+    def step(self, stage: str, name: str) -> Iterator[Step]:
+        """Time a step; a failure inside it is recorded, then propagates."""
+        step = Step(stage, name)
+        started = time.monotonic()
+        print(f"[{stage}] {name} ...", flush=True)
+        try:
+            yield step
+        except BaseException as err:
+            step.status = "failed"
+            step.message = str(err) or type(err).__name__
+            raise
+        finally:
+            step.seconds = round(time.monotonic() - started, 3)
+            self.steps.append(step)
+            print(f"[{stage}] {name}: {step.status} ({step.seconds:.1f}s)", flush=True)
+
+    @property
+    def failed(self) -> list[Step]:
+        return [s for s in self.steps if s.status == "failed"]
+
+
+def to_json(report: Report) -> str:
+    return json.dumps(asdict(report), indent=2, ensure_ascii=False) + "\n"
+
+
+def to_junit(report: Report) -> str:
+    suites = ET.Element("testsuites", name=f"dar-backup-image {report.command}")
+    by_stage: dict[str, list[Step]] = {}
+    for step in report.steps:
+        by_stage.setdefault(step.stage, []).append(step)
+    for stage, steps in by_stage.items():
+        suite = ET.SubElement(
+            suites,
+            "testsuite",
+            name=stage,
+            tests=str(len(steps)),
+            failures=str(sum(s.status == "failed" for s in steps)),
+            errors="0",
+            skipped="0",
+            time=f"{sum(s.seconds for s in steps):.3f}",
+        )
+        for step in steps:
+            case = ET.SubElement(suite, "testcase", classname=f"{report.command}.{stage}", name=step.name)
+            case.set("time", f"{step.seconds:.3f}")
+            if step.status == "failed":
+                failure = ET.SubElement(case, "failure", message=step.message.splitlines()[0] if step.message else "")
+                failure.text = step.message
+    return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def to_markdown(report: Report) -> str:
+    icon = {"passed": "✅", "failed": "❌"}
+    lines = [
+        f"## dar-backup-image `{report.command}` on {report.engine}: {report.outcome}",
+        "",
+        "| stage | step | result | seconds |",
+        "|---|---|---|---:|",
+    ]
+    for step in report.steps:
+        lines.append(f"| {step.stage} | {step.name} | {icon.get(step.status, step.status)} | {step.seconds:.1f} |")
+    if report.error:
+        lines += ["", f"**Error:** {report.error.splitlines()[0]}"]
+    return "\n".join(lines) + "\n"
+
+
+def to_text(report: Report) -> str:
+    total = sum(s.seconds for s in report.steps)
+    head = f"{report.command} on {report.engine}: {report.outcome} — {len(report.steps)} steps, {total:.1f}s"
+    failed = [
+        f"  failed: [{s.stage}] {s.name}: {s.message.splitlines()[0] if s.message else ''}" for s in report.failed
+    ]
+    return "\n".join([head, *failed])
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write via a temp file in the same directory and rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_reports(report: Report, report_dir: Path, step_summary: str | None) -> None:
+    write_atomically(report_dir / f"{report.command}.json", to_json(report))
+    write_atomically(report_dir / f"{report.command}.junit.xml", to_junit(report))
+    if step_summary:
+        with Path(step_summary).open("a", encoding="utf-8") as handle:
+            handle.write(to_markdown(report))
