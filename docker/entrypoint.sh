@@ -101,13 +101,33 @@ asks_only_for_help() {
 	return 1
 }
 
-# manager --create-db creates the catalogs that are missing and leaves existing ones alone.
+# Definitions whose catalog database does not exist yet, one a line, read with dar-backup's
+# own config parser so MANAGER_DB_DIR is honoured.
+missing_catalogs() {
+	python3 - "$1" <<'PY'
+import os, sys
+from dar_backup.config_settings import ConfigSettings
+from dar_backup.manager import DB_SUFFIX, get_db_dir
+settings = ConfigSettings(sys.argv[1])
+db_dir = get_db_dir(settings)
+for name in sorted(os.listdir(settings.backup_d_dir)):
+    if os.path.isfile(os.path.join(settings.backup_d_dir, name)) and not os.path.exists(os.path.join(db_dir, name + DB_SUFFIX)):
+        print(name)
+PY
+}
+
+# Only missing catalogs are created: `manager --create-db` over existing ones runs
+# `dar_manager --check`, and a failed check moves the catalog aside. That stays the user's call.
 ensure_catalogs() {
-	local config=$1 out
-	if ! out=$(manager --create-db --config-file "$config" 2>&1); then
-		printf '%s\n' "$out" >&2
-		die 1 "could not create or verify the catalog database (manager --create-db)"
-	fi
+	local config=$1 missing definition out
+	missing=$(missing_catalogs "$config") || die 127 "cannot read the config file $config"
+	while IFS= read -r definition; do
+		[ -n "$definition" ] || continue
+		if ! out=$(manager --create-db --backup-def "$definition" --config-file "$config" 2>&1); then
+			printf '%s\n' "$out" >&2
+			die 1 "could not create the catalog database for '$definition'"
+		fi
+	done <<<"$missing"
 }
 
 run_dar_backup_checks() {

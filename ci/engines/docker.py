@@ -50,7 +50,9 @@ def run_argv(
 ) -> list[str]:
     cmd = [client, "run", "--rm", "--network", "none", "--name", name, "--label", f"{RUN_LABEL}={run_id}"]
     for mount in mounts:
-        cmd += ["-v", f"{mount.volume.name}:{mount.path}{':ro' if mount.read_only else ''}"]
+        # volume-nocopy: an empty volume stays empty and keeps its owner, as Dagger cache volumes do.
+        spec = f"type=volume,src={mount.volume.name},dst={mount.path},volume-nocopy"
+        cmd += ["--mount", spec + (",readonly" if mount.read_only else "")]
     for key, value in env.items():
         cmd += ["-e", f"{key}={value}"]
     if user is not None:
@@ -80,7 +82,7 @@ class DockerEngine:
         ensure_daemon(client)
         return cls(run_id, context, client)
 
-    def base_image(self, requested: str) -> tuple[str, str | None]:
+    async def resolve_base(self, requested: str) -> tuple[str, str | None]:
         base = ensure_base_image(self.client, requested)
         return base.ref, base.digest
 

@@ -90,6 +90,10 @@ class RegistryAuth:
 class Engine(Protocol):
     name: str
 
+    async def resolve_base(self, requested: str) -> tuple[str, str | None]:
+        """The base image to build FROM and its registry digest when known."""
+        ...
+
     async def build(self, spec: BuildSpec) -> Image: ...
 
     async def run(

@@ -1,0 +1,132 @@
+"""The pipeline's command line: parse, choose the engine, run the stages, report, exit."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import anyio
+
+from ci import stages
+from ci.config import REPO_ROOT, ConfigError, RunConfig, build_config
+from ci.engines.seam import Engine, EngineError
+from ci.engines.select import ENGINES, choose_engine, open_engine
+from ci.report import Report, StageFailure, to_text, write_reports
+
+COMMANDS = {
+    "base": "build the base target (distribution dar, par2, python3)",
+    "final": "build base, then the final image with dar-backup and its labels",
+    "test": "build, then run FULL → DIFF → INCR end to end and prove every restore",
+}
+
+
+def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python ci/main.py",
+        description="Build, test and release the dar-backup image on Dagger or the local Docker engine.",
+        epilog="Each option can also come from the environment variable named in brackets; the flag wins.",
+    )
+    p.add_argument("command", choices=COMMANDS, help="; ".join(f"{k}: {v}" for k, v in COMMANDS.items()))
+    p.add_argument(
+        "--engine",
+        default=env.get("DAR_BACKUP_CI_ENGINE", "auto"),
+        choices=ENGINES,
+        help="auto: Dagger inside `dagger run`, else local Docker [DAR_BACKUP_CI_ENGINE]",
+    )
+    p.add_argument(
+        "--image-version",
+        default=env.get("DAR_BACKUP_IMAGE_VERSION"),
+        help="semver of the image, e.g. 1.2.3 (default 0.0.0-dev) [DAR_BACKUP_IMAGE_VERSION]",
+    )
+    p.add_argument(
+        "--dar-backup-version",
+        default=env.get("DAR_BACKUP_VERSION"),
+        help="dar-backup release to install; must equal docker/requirements.txt [DAR_BACKUP_VERSION]",
+    )
+    p.add_argument(
+        "--base-image", default=env.get("BASE_IMAGE"), help="image to build FROM (default ubuntu:24.04) [BASE_IMAGE]"
+    )
+    p.add_argument(
+        "--repo", default=env.get("DAR_BACKUP_REPO"), help="REGISTRY/NAME the image is released to [DAR_BACKUP_REPO]"
+    )
+    p.add_argument("--dry-run", action="store_true", help="do everything but publish or write history")
+    p.add_argument(
+        "--report-dir",
+        type=Path,
+        default=Path(env.get("DAR_BACKUP_REPORT_DIR", "reports")),
+        help="where the JSON and JUnit reports go (default reports/) [DAR_BACKUP_REPORT_DIR]",
+    )
+    return p
+
+
+async def pipeline(command: str, engine: Engine, config: RunConfig, report: Report) -> None:
+    base_ref, base_digest = await engine.resolve_base(config.base_image)
+    if base_ref != config.base_image:
+        print(f"[pipeline] building FROM {base_ref} instead of {config.base_image}", flush=True)
+    config = dataclasses.replace(config, base_image=base_ref, base_digest=base_digest)
+    report.run.update(base_image=base_ref, base_digest=base_digest or "")
+    base_image = await stages.base(engine, config, report)
+    if command == "base":
+        return
+    built = await stages.final(engine, config, base_image, report)
+    report.run.update(image=built.image.description, **{f"{k}_version": v for k, v in built.versions.items()})
+    if command == "final":
+        return
+    await stages.test(engine, built.image, report)
+
+
+async def execute(engine_name: str, config: RunConfig, report: Report, command: str) -> None:
+    async with open_engine(engine_name, config) as engine:
+        await pipeline(command, engine, config, report)
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    args = parser(env).parse_args(argv)
+    try:
+        engine_name, why = choose_engine(args.engine, env)
+        config = build_config(
+            image_version=args.image_version,
+            dar_backup_version=args.dar_backup_version,
+            base_image=args.base_image,
+            repo=args.repo,
+            dry_run=args.dry_run,
+            report_dir=args.report_dir,
+            env=env,
+            root=REPO_ROOT,
+        )
+    except (ConfigError, EngineError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"[pipeline] {args.command} on {engine_name} ({why}); run {config.run_id}", flush=True)
+    report = Report(
+        args.command,
+        engine_name,
+        run={
+            "run_id": config.run_id,
+            "image_version": config.image_version,
+            "dar_backup_version": config.dar_backup_version,
+            "revision": config.revision,
+            "created": config.created,
+        },
+    )
+    code = 0
+    try:
+        anyio.run(execute, engine_name, config, report, args.command)
+        report.outcome = "passed"
+    except (StageFailure, EngineError) as err:
+        report.outcome, report.error, code = "failed", str(err), 1
+    except KeyboardInterrupt:
+        report.outcome, report.error, code = "interrupted", "interrupted", 130
+    write_reports(report, config.report_dir, env.get("GITHUB_STEP_SUMMARY"))
+    print(to_text(report), flush=True)
+    if code:
+        detail = report.error.splitlines()
+        if len(detail) > 1:
+            print("\n".join(detail[1:]), file=sys.stderr)
+        print(f"error: {detail[0] if detail else report.outcome}", file=sys.stderr)
+    return code

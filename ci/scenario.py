@@ -1,0 +1,201 @@
+"""The test stage's story: FULL → DIFF → INCR on a seeded data set, proving every level restores.
+
+Every step is an engine `run` against this run's volumes; containers print manifests and
+listings, and every judgement is a pure function (ci.manifest, ci.listing) over what they print.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+from ci import dataset, listing
+from ci.engines.seam import Engine, Image, Mount, RunResult, Volume
+from ci.manifest import MANIFEST_SCRIPT, Manifest, changed_paths, compare, empty_dirs, parse
+from ci.report import Report, StageFailure
+
+STAGE = "test"
+# A non-UTC zone with a non-hour offset: archive dates and --when times must follow it.
+TIME_ZONE = "Pacific/Chatham"
+DEFINITION = "scenario"
+# Small slices so that "one par2 set per slice" is checked on more than one slice.
+DEFINITION_TEXT = "-am\n-R /\n-g data\n-z5\n-n\n--slice 8M\n--cache-directory-tagging\n"
+RUN_AS = "1000:1000"
+# `dar-backup -r` passes dar `-D`, which does not recreate empty directories; the archive still
+# holds them (--list-contents is checked) and point-in-time restores must bring them back.
+PATHS = {"data": "/data", "backups": "/backups", "backup.d": "/backup.d", "restore": "/restore", "scratch": "/scratch"}
+DATASET_SOURCE = inspect.getsource(dataset)
+
+
+@dataclass(frozen=True)
+class Level:
+    name: str
+    flag: str
+    prepare: str
+
+    def archive(self, date: str) -> str:
+        return f"{DEFINITION}_{self.name}_{date}"
+
+
+LEVELS = (
+    Level("FULL", "-F", "initial"),
+    Level("DIFF", "-D", "change_for_diff"),
+    Level("INCR", "-I", "change_for_incr"),
+)
+
+
+def local_date(zone: str, at: dt.datetime) -> str:
+    return at.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d")
+
+
+def slices_of(archive: str, names: Sequence[str]) -> list[str]:
+    pattern = re.compile(re.escape(archive) + r"\.(\d+)\.dar")
+    return sorted((n for n in names if pattern.fullmatch(n)), key=lambda n: int(n.rsplit(".", 2)[1]))
+
+
+def missing_par2(slices: Sequence[str], names: Sequence[str]) -> list[str]:
+    present = set(names)
+    return [s for s in slices if f"{s}.par2" not in present]
+
+
+def fail_unless(result: RunResult, what: str) -> RunResult:
+    if not result.ok:
+        raise StageFailure(f"{what} exited {result.exit_code}:\n{result.tail()}")
+    return result
+
+
+def fail_on(problems: Sequence[str], what: str, limit: int = 20) -> None:
+    if problems:
+        more = f"\n  … and {len(problems) - limit} more" if len(problems) > limit else ""
+        raise StageFailure(f"{what}: {len(problems)} difference(s)\n  " + "\n  ".join(problems[:limit]) + more)
+
+
+@dataclass
+class Scenario:
+    engine: Engine
+    image: Image
+    report: Report
+    volumes: dict[str, Volume] = field(default_factory=dict)
+    snapshots: dict[str, Manifest] = field(default_factory=dict)
+    archives: dict[str, str] = field(default_factory=dict)
+
+    async def user(self, argv: Sequence[str]) -> RunResult:
+        """Run as a user runs the image: started as root, dropped to RUN_AS_UID by the entrypoint."""
+        mounts = [Mount(volume, PATHS[role]) for role, volume in self.volumes.items()]
+        return await self.engine.run(self.image, argv, mounts=mounts, env={"TZ": TIME_ZONE}, use_entrypoint=True)
+
+    async def manifest(self, directory: str) -> Manifest:
+        printed = fail_unless(
+            await self.user(["sh", "-c", MANIFEST_SCRIPT, "sh", directory]), f"manifest of {directory}"
+        )
+        return parse(printed.stdout)
+
+    async def run(self) -> None:
+        with self.report.step(STAGE, "volumes and backup definition"):
+            await self.set_up()
+        previous: Manifest = {}
+        for level in LEVELS:
+            with self.report.step(STAGE, f"{level.name}: change data and snapshot"):
+                fail_unless(await self.user(["python3", "-c", DATASET_SOURCE, level.prepare, "/data"]), "data set")
+                self.snapshots[level.name] = await self.snapshot(level)
+            await self.prove_level(level, previous)
+            previous = self.snapshots[level.name]
+        await self.prove_bitrot_repair()
+
+    async def set_up(self) -> None:
+        for role in PATHS:
+            self.volumes[role] = await self.engine.volume(role)
+        # Fresh volumes belong to root; a user's own directories belong to the user.
+        mounts = [Mount(v, PATHS[r]) for r, v in self.volumes.items()]
+        fail_unless(await self.engine.run(self.image, ["chown", RUN_AS, *PATHS.values()], mounts=mounts), "chown")
+        script = 'printf "%s" "$1" > "/backup.d/$2"'
+        fail_unless(await self.user(["sh", "-c", script, "sh", DEFINITION_TEXT, DEFINITION]), "writing the definition")
+
+    async def snapshot(self, level: Level) -> Manifest:
+        return await self.manifest("/data")
+
+    async def backup(self, level: Level) -> RunResult:
+        return await self.user([level.flag, "-d", DEFINITION, "--log-stdout"])
+
+    async def prove_level(self, level: Level, previous: Manifest) -> None:
+        expected = self.snapshots[level.name]
+        with self.report.step(STAGE, f"{level.name}: dar-backup {level.flag} exits 0 in {TIME_ZONE}"):
+            before = dt.datetime.now(dt.UTC)
+            fail_unless(await self.backup(level), f"dar-backup {level.flag}")
+            dates = {local_date(TIME_ZONE, before), local_date(TIME_ZONE, dt.datetime.now(dt.UTC))}
+        with self.report.step(STAGE, f"{level.name}: archive named in local time, one par2 set per slice"):
+            names = fail_unless(await self.user(["ls", "-1", "/backups"]), "ls /backups").stdout.splitlines()
+            archive = self.find_archive(level, dates, names)
+        with self.report.step(STAGE, f"{level.name}: --list and --list-contents show the changes"):
+            listed = fail_unless(await self.user(["--list", "-d", DEFINITION]), "dar-backup --list").stdout
+            if archive not in listed:
+                raise StageFailure(f"dar-backup --list does not show {archive}")
+            contents = fail_unless(await self.user(["--list-contents", archive]), "--list-contents").stdout
+            fail_on(listing.unshown_changes(contents, previous, expected, prefix="data/"), f"--list-contents {archive}")
+        chain = [self.archives[lv.name] for lv in LEVELS[: LEVELS.index(level) + 1]]
+        with self.report.step(STAGE, f"{level.name}: restore {' + '.join(lv.name for lv in LEVELS[: len(chain)])}"):
+            restored = await self.restore_chain(level.name, chain)
+            fail_on(compare(expected, restored, may_be_missing=empty_dirs(expected)), f"restore of {level.name}")
+        with self.report.step(STAGE, f"{level.name}: point-in-time restore (manager --when)"):
+            await self.prove_point_in_time(level, previous, expected)
+
+    def find_archive(self, level: Level, dates: set[str], names: Sequence[str]) -> str:
+        for date in sorted(dates):
+            slices = slices_of(level.archive(date), names)
+            if slices:
+                fail_on([f"no par2 set for {s}" for s in missing_par2(slices, names)], "par2 redundancy")
+                self.archives[level.name] = level.archive(date)
+                return level.archive(date)
+        wanted = " or ".join(level.archive(d) for d in sorted(dates))
+        raise StageFailure(f"no archive {wanted} in /backups (found: {', '.join(sorted(names)) or 'nothing'})")
+
+    async def restore_chain(self, label: str, chain: Sequence[str]) -> Manifest:
+        target = f"/scratch/restore-{label}"
+        for position, archive in enumerate(chain):
+            overwrite = ["--overwrite-restore-target"] if position else []
+            result = await self.user(["-r", archive, "--restore-dir", target, *overwrite, "--log-stdout"])
+            fail_unless(result, f"dar-backup -r {archive}")
+        return await self.manifest(f"{target}/data")
+
+    async def prove_point_in_time(self, level: Level, previous: Manifest, expected: Manifest) -> None:
+        when = fail_unless(await self.user(["date", "+%Y-%m-%d %H:%M:%S"]), "date").stdout.strip()
+        target = f"/scratch/pitr-{level.name}"
+        pitr = ["manager", "--backup-def", DEFINITION, "--when", when, "--log-stdout"]
+        fail_unless(await self.user([*pitr, "--restore-path", "data", "--target", target]), f"PITR at {when}")
+        fail_on(compare(expected, await self.manifest(f"{target}/data")), f"point-in-time restore at {when}")
+        for path in sorted(changed_paths(previous, expected)[1])[:1]:
+            report = await self.user(
+                [*pitr, "--restore-path", f"data/{path}", "--target", f"{target}-gone", "--pitr-report"]
+            )
+            if report.ok or "removed" not in report.stdout + report.stderr:
+                raise StageFailure(
+                    f"PITR at {when} does not report deleted {path!r} as removed (exit {report.exit_code})"
+                )
+
+    async def prove_bitrot_repair(self) -> None:
+        full = self.archives["FULL"]
+        slice_path = f"/backups/{full}.1.dar"
+        with self.report.step(STAGE, "bitrot: corrupted slice fails dar -t"):
+            original = await self.sha256(slice_path)
+            corrupt = ["dd", "if=/dev/zero", f"of={slice_path}", "bs=4096", "seek=256", "count=1", "conv=notrunc"]
+            fail_unless(await self.user(corrupt), "corrupting a slice")
+            if await self.sha256(slice_path) == original:
+                raise StageFailure(f"corrupting {slice_path} changed nothing")
+            tested = await self.user(["dar", "-t", f"/backups/{full}", "-Q"])
+            if tested.ok:
+                raise StageFailure(f"dar -t passed on corrupted {slice_path}")
+        with self.report.step(STAGE, "bitrot: par2 repair restores the exact bytes"):
+            fail_unless(await self.user(["par2", "repair", "-q", f"{slice_path}.par2"]), "par2 repair")
+            if await self.sha256(slice_path) != original:
+                raise StageFailure(f"par2 repair did not restore the original bytes of {slice_path}")
+            fail_unless(await self.user(["dar", "-t", f"/backups/{full}", "-Q"]), "dar -t after repair")
+        with self.report.step(STAGE, "bitrot: restore after repair equals the FULL snapshot"):
+            snapshot, restored = self.snapshots["FULL"], await self.restore_chain("repaired", [full])
+            fail_on(compare(snapshot, restored, may_be_missing=empty_dirs(snapshot)), "restore after repair")
+
+    async def sha256(self, path: str) -> str:
+        return fail_unless(await self.user(["sha256sum", path]), f"sha256sum {path}").stdout.split()[0]

@@ -1,0 +1,74 @@
+"""The four stages, engine-neutral: small async functions over the engine seam.
+
+base → final (same Dockerfile, target final, labels applied) → test (the final image, fresh
+volumes) → release (gates on the tested image). Nothing is built twice in one run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ci.config import RunConfig, oci_labels, tool_labels
+from ci.engines.seam import BuildSpec, Engine, Image, SecretRef
+from ci.report import Report, StageFailure
+from ci.scenario import Scenario
+from ci.versions import TOOLS, VersionError, tool_version
+
+
+@dataclass(frozen=True)
+class Built:
+    image: Image
+    versions: dict[str, str]
+    labels: dict[str, str]
+
+
+def build_secrets(env: Mapping[str, str]) -> dict[str, SecretRef]:
+    """The extra CA of a TLS-intercepting proxy, when the host has one, as a BuildKit secret."""
+    cert = env.get("PIP_CERT")
+    if cert and Path(cert).is_file():
+        return {"pip_cert": SecretRef(f"file://{Path(cert).resolve()}")}
+    return {}
+
+
+def build_args(config: RunConfig) -> dict[str, str]:
+    return {"BASE_IMAGE": config.base_image, "DAR_BACKUP_VERSION": config.dar_backup_version}
+
+
+async def probe_versions(engine: Engine, image: Image, tools: tuple[str, ...]) -> dict[str, str]:
+    """`TOOL --version` inside the image, parsed; a tool that fails to answer fails the stage."""
+    versions: dict[str, str] = {}
+    for tool in tools:
+        result = await engine.run(image, [tool, "--version"])
+        try:
+            versions[tool] = tool_version(tool, result.stdout + result.stderr)
+        except VersionError as err:
+            raise StageFailure(f"{tool} --version in {image.description} (exit {result.exit_code}): {err}") from None
+    return versions
+
+
+async def base(engine: Engine, config: RunConfig, report: Report) -> Image:
+    with report.step("base", f"build target base FROM {config.base_image}"):
+        spec = BuildSpec("base", build_args(config), secrets=build_secrets(os.environ))
+        return await engine.build(spec)
+
+
+async def final(engine: Engine, config: RunConfig, base_image: Image, report: Report) -> Built:
+    with report.step("final", "dar and par2 versions of the base"):
+        versions = await probe_versions(engine, base_image, ("dar", "par2"))
+    versions = {"dar-backup": config.dar_backup_version, **versions}
+    labels = {**oci_labels(config), **tool_labels(versions)}
+    with report.step("final", f"build target final with dar-backup {config.dar_backup_version}"):
+        spec = BuildSpec("final", build_args(config), labels, build_secrets(os.environ), tag=config.local_tag)
+        image = await engine.build(spec)
+    with report.step("final", "tool versions in the image equal the declared ones"):
+        found = await probe_versions(engine, image, TOOLS)
+        if found != versions:
+            raise StageFailure(f"versions in the image {found} differ from the declared {versions}")
+    return Built(image, versions, labels)
+
+
+async def test(engine: Engine, final_image: Image, report: Report) -> None:
+    await Scenario(engine, final_image, report).run()
