@@ -131,12 +131,12 @@ class DockerEngine:
         )
         return Volume(name, role)
 
-    async def labels(self, image: Image) -> dict[str, str]:
+    async def labels(self, image: Image, names: Sequence[str]) -> dict[str, str | None]:
         out = await self._checked(
             [self.client, "image", "inspect", "-f", "{{json .Config.Labels}}", image.ref], "reading labels"
         )
         labels = json.loads(out) or {}
-        return {str(k): str(v) for k, v in labels.items()}
+        return {name: labels.get(name) for name in names}
 
     async def _login(self, config_dir: str, auth: RegistryAuth | None) -> None:
         if auth is None:

@@ -113,7 +113,9 @@ class Engine(Protocol):
         """A new, empty volume that lives until `close()`."""
         ...
 
-    async def labels(self, image: Image) -> dict[str, str]: ...
+    async def labels(self, image: Image, names: Sequence[str]) -> dict[str, str | None]:
+        """The value of each named label (None where the image has no such label)."""
+        ...
 
     async def publish(self, image: Image, ref: str, auth: RegistryAuth | None) -> str:
         """Push image as ref; return the pushed manifest digest (sha256:…)."""

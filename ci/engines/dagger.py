@@ -1,0 +1,137 @@
+"""The Dagger adapter (dagger-io 0.21.8): the seam mapped onto Directory.docker_build and Container.
+
+Containers stay lazy Dagger objects kept by key; volumes are cache volumes keyed by the run
+id, so no run ever sees another's data; secrets go by reference (`env://`, `file://`), so no
+plaintext ever enters a query.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from itertools import count
+
+import dagger
+from dagger import dag
+
+from ci.config import REPO_ROOT
+from ci.engines.seam import BuildSpec, EngineError, Image, Mount, RegistryAuth, RunResult, SecretRef, Volume
+
+# What the build never needs: keeps uploads small and stops local state from busting the cache.
+CONTEXT_EXCLUDE = [
+    ".git",
+    ".venv",
+    "**/__pycache__",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+    "reports",
+    "bench/results",
+]
+CACHE_BUSTER = "DAR_BACKUP_CI_EXEC"
+
+
+class DaggerEngine:
+    name = "dagger"
+
+    def __init__(self, client: dagger.Client, run_id: str) -> None:
+        self.client = client
+        self.run_id = run_id
+        self._containers: dict[str, dagger.Container] = {}
+        self._execs = count(1)
+
+    def _keep(self, container: dagger.Container, description: str) -> Image:
+        key = f"dagger-{len(self._containers) + 1}"
+        self._containers[key] = container
+        return Image(key, description)
+
+    def _secret(self, ref: SecretRef) -> dagger.Secret:
+        return self.client.secret(ref.uri)
+
+    def _with_auth(self, container: dagger.Container, auth: RegistryAuth | None) -> dagger.Container:
+        if auth is None:
+            return container
+        return container.with_registry_auth(auth.address, auth.username, self._secret(auth.password))
+
+    async def resolve_base(self, requested: str) -> tuple[str, str | None]:
+        return requested, None
+
+    async def build(self, spec: BuildSpec) -> Image:
+        context = self.client.host().directory(str(REPO_ROOT), exclude=CONTEXT_EXCLUDE)
+        container = context.docker_build(
+            dockerfile="docker/Dockerfile",
+            target=spec.target,
+            build_args=[dagger.BuildArg(name=k, value=v) for k, v in spec.build_args.items()],
+            secrets=[self._secret(ref) for ref in spec.secrets.values()],
+        )
+        for key, value in spec.labels.items():
+            container = container.with_label(key, value)
+        try:
+            container = await container.sync()
+        except dagger.DaggerError as err:
+            raise EngineError(f"build of target {spec.target} failed: {err}") from None
+        return self._keep(container, spec.tag or f"{spec.target} (dagger)")
+
+    async def run(
+        self,
+        image: Image,
+        argv: Sequence[str],
+        *,
+        mounts: Sequence[Mount] = (),
+        env: Mapping[str, str] | None = None,
+        user: str | None = None,
+        use_entrypoint: bool = False,
+    ) -> RunResult:
+        container = self._containers[image.ref]
+        for mount in mounts:
+            container = container.with_mounted_cache(mount.path, self.client.cache_volume(mount.volume.name))
+        for key, value in (env or {}).items():
+            container = container.with_env_variable(key, value)
+        if user is not None:
+            container = container.with_user(user)
+        # Dagger serves identical execs from its cache; every run here must really happen.
+        container = container.with_env_variable(CACHE_BUSTER, f"{self.run_id}-{next(self._execs)}")
+        done = container.with_exec(list(argv), use_entrypoint=use_entrypoint, expect=dagger.ReturnType.ANY)
+        try:
+            return RunResult(await done.exit_code(), await done.stdout(), await done.stderr())
+        except dagger.DaggerError as err:
+            raise EngineError(f"running {argv[0]} failed in the engine: {err}") from None
+
+    async def volume(self, role: str) -> Volume:
+        return Volume(f"dar-backup-ci-{self.run_id}-{role}", role)
+
+    async def labels(self, image: Image, names: Sequence[str]) -> dict[str, str | None]:
+        container = self._containers[image.ref]
+        return {name: await container.label(name) for name in names}
+
+    async def publish(self, image: Image, ref: str, auth: RegistryAuth | None) -> str:
+        try:
+            published = await self._with_auth(self._containers[image.ref], auth).publish(ref)
+        except dagger.DaggerError as err:
+            raise EngineError(f"publishing {ref} failed: {err}") from None
+        _, sep, digest = published.partition("@")
+        if not sep or not digest.startswith("sha256:"):
+            raise EngineError(f"publish of {ref} returned {published!r}, not ref@sha256:…")
+        return digest
+
+    async def pull(self, ref: str, auth: RegistryAuth | None) -> Image:
+        container = self._with_auth(self.client.container(), auth).from_(ref)
+        try:
+            container = await container.sync()
+        except dagger.DaggerError as err:
+            raise EngineError(f"pulling {ref} failed: {err}") from None
+        return self._keep(container, ref)
+
+    async def close(self) -> None:
+        """Nothing to remove: cache volumes are keyed by this run's id and left to the engine's GC."""
+
+
+@asynccontextmanager
+async def dagger_engine(run_id: str, client: dagger.Client | None = None) -> AsyncIterator[DaggerEngine]:
+    """The adapter over `client`, or over the global `dag` of a new (or `dagger run`'s) session."""
+    if client is not None:
+        yield DaggerEngine(client, run_id)
+        return
+    async with dagger.connection(dagger.Config(log_output=sys.stderr)):
+        yield DaggerEngine(dag, run_id)

@@ -1,0 +1,91 @@
+"""A recording Dagger session: the real SDK builds every query, the pinned schema validates it.
+
+`execute` refuses any query with a validation error, records it, and answers it by walking the
+selection set. Object IDs (`id`, `sync`) are handed out here and remember the call chain that
+made them, so a later `node(id:)` resumes that chain; leaf fields go to a scripted `answer`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import graphql
+
+Call = tuple[str, dict[str, Any]]
+Chain = tuple[Call, ...]
+Answer = Callable[[Chain, str, dict[str, Any]], Any]
+
+
+class InvalidQuery(AssertionError):
+    pass
+
+
+@dataclass
+class RecordingSession:
+    schema: graphql.GraphQLSchema
+    answer: Answer
+    queries: list[str] = field(default_factory=list)
+    chains: dict[str, Chain] = field(default_factory=dict)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    async def get_schema(self) -> graphql.GraphQLSchema:
+        return self.schema
+
+    async def execute(self, request: Any) -> Any:
+        document = request.document
+        errors = graphql.validate(self.schema, document)
+        text = graphql.print_ast(document)
+        if errors:
+            raise InvalidQuery(f"query invalid against the schema: {[e.message for e in errors]}\n{text}")
+        self.queries.append(text)
+        variables = getattr(request, "variable_values", None) or {}
+        operation = next(d for d in document.definitions if isinstance(d, graphql.OperationDefinitionNode))
+        return self._resolve(operation.selection_set, (), variables)
+
+    def _resolve(self, selection_set: graphql.SelectionSetNode, chain: Chain, variables: dict[str, Any]) -> Any:
+        result: dict[str, Any] = {}
+        for selection in selection_set.selections:
+            if isinstance(selection, graphql.InlineFragmentNode):
+                result.update(self._resolve(selection.selection_set, chain, variables))
+                continue
+            assert isinstance(selection, graphql.FieldNode)
+            name = selection.name.value
+            args = {a.name.value: graphql.value_from_ast_untyped(a.value, variables) for a in selection.arguments}
+            key = selection.alias.value if selection.alias else name
+            if name == "node":
+                resumed = self.chains[args["id"]]
+                result[key] = self._resolve(selection.selection_set, resumed, variables)
+            elif selection.selection_set is not None:
+                result[key] = self._resolve(selection.selection_set, (*chain, (name, args)), variables)
+            elif name in ("id", "sync"):
+                result[key] = self.new_id(chain)
+            else:
+                result[key] = self.answer(chain, name, args)
+        return result
+
+    def new_id(self, chain: Chain) -> str:
+        object_id = f"ID{next(self._ids)}"
+        self.chains[object_id] = chain
+        return object_id
+
+    def expand(self, value: Any) -> Any:
+        """An argument with object IDs replaced by the chains that made them."""
+        if isinstance(value, str) and value in self.chains:
+            return self.chains[value]
+        if isinstance(value, list):
+            return [self.expand(v) for v in value]
+        return value
+
+
+@dataclass
+class RecordingConnection:
+    """What dagger.Client(Context(conn=…)) needs: an object with a `session`."""
+
+    session: RecordingSession
+
+
+def calls(chain: Chain, name: str) -> list[dict[str, Any]]:
+    return [args for call, args in chain if call == name]
