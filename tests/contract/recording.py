@@ -29,6 +29,7 @@ class RecordingSession:
     answer: Answer
     queries: list[str] = field(default_factory=list)
     chains: dict[str, Chain] = field(default_factory=dict)
+    answered: list[tuple[Chain, str]] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     async def get_schema(self) -> graphql.GraphQLSchema:
@@ -63,6 +64,7 @@ class RecordingSession:
             elif name in ("id", "sync"):
                 result[key] = self.new_id(chain)
             else:
+                self.answered.append((chain, name))
                 result[key] = self.answer(chain, name, args)
         return result
 

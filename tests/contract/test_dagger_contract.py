@@ -1,0 +1,139 @@
+"""The pipeline's Dagger path, proven against the pinned Dagger API schema without an engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import dagger
+import pytest
+from dagger.client._core import Context
+
+from ci.cli import pipeline
+from ci.config import TOOL_LABELS, RunConfig, build_config, oci_labels
+from ci.engines.dagger import CACHE_BUSTER, dagger_engine
+from ci.report import Report, StageFailure
+from ci.scenario import PATHS
+from recording import Chain, RecordingConnection, RecordingSession, calls
+from world import World
+
+SECRET_TEXT = "-----BEGIN CERTIFICATE-----PLAINTEXT-MARKER-7f3a"
+
+
+@dataclass
+class Recorded:
+    session: RecordingSession
+    config: RunConfig
+    report: Report
+    cert: Path
+
+    def execs(self) -> list[Chain]:
+        return [chain for chain, leaf in self.session.answered if leaf == "exitCode"]
+
+    def volume_keys(self) -> set[str]:
+        return {c[0][1]["key"] for c in self.session.chains.values() if c and c[0][0] == "cacheVolume"}
+
+    def build(self, target: str) -> dict:
+        return next(a for c in self.session.chains.values() for a in calls(c, "dockerBuild") if a["target"] == target)
+
+
+def run_pipeline(schema, world: World, command: str, tmp_path: Path, monkeypatch) -> Recorded:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    cert = tmp_path / "proxy-ca.pem"
+    cert.write_text(SECRET_TEXT)
+    monkeypatch.setenv("PIP_CERT", str(cert))
+    session = RecordingSession(schema, world.answer)
+    client = dagger.Client(Context(conn=RecordingConnection(session)))
+    config = build_config(
+        image_version="1.4.0",
+        dar_backup_version=None,
+        base_image=None,
+        repo=None,
+        dry_run=False,
+        report_dir=tmp_path,
+        env={},
+    )
+    report = Report(command, "dagger")
+
+    async def go() -> None:
+        async with dagger_engine(config.run_id, client=client) as engine:
+            await pipeline(command, engine, config, report)
+
+    anyio.run(go)
+    return Recorded(session, config, report, cert)
+
+
+def test_test_stage_passes_on_dagger_with_every_query_valid(schema, tmp_path, monkeypatch):
+    world = World()
+    recorded = run_pipeline(schema, world, "test", tmp_path, monkeypatch)
+    assert not recorded.report.failed
+    assert world.done_levels == ["FULL", "DIFF", "INCR"]
+    assert len(recorded.session.queries) > 100
+
+
+def test_builds_both_targets_with_pinned_args_and_secret_by_reference(schema, tmp_path, monkeypatch):
+    recorded = run_pipeline(schema, World(), "test", tmp_path, monkeypatch)
+    for target in ("base", "final"):
+        build = recorded.build(target)
+        assert build["dockerfile"] == "docker/Dockerfile"
+        assert {a["name"]: a["value"] for a in build["buildArgs"]} == {
+            "BASE_IMAGE": "ubuntu:24.04",
+            "DAR_BACKUP_VERSION": "1.1.11",
+        }
+        assert [recorded.session.expand(s) for s in build["secrets"]] == [
+            (("secret", {"uri": f"file://{recorded.cert.resolve()}"}),)
+        ]
+    assert all(SECRET_TEXT not in q and "PLAINTEXT-MARKER" not in q for q in recorded.session.queries)
+
+
+def test_final_image_carries_every_label(schema, tmp_path, monkeypatch):
+    recorded = run_pipeline(schema, World(), "test", tmp_path, monkeypatch)
+    final = next(
+        c
+        for c in recorded.session.chains.values()
+        if calls(c, "withLabel") and calls(c, "dockerBuild")[0]["target"] == "final"
+    )
+    expected = {
+        **oci_labels(recorded.config),
+        TOOL_LABELS["dar-backup"]: "1.1.11",
+        TOOL_LABELS["dar"]: "2.7.8",
+        TOOL_LABELS["par2"]: "0.8.1",
+    }
+    assert {a["name"]: a["value"] for a in calls(final, "withLabel")} == expected
+
+
+def test_every_exec_busts_the_cache_and_scenario_execs_mount_the_run_volumes(schema, tmp_path, monkeypatch):
+    recorded = run_pipeline(schema, World(), "test", tmp_path, monkeypatch)
+    run_id = recorded.config.run_id
+    assert recorded.volume_keys() == {f"dar-backup-ci-{run_id}-{role}" for role in PATHS}
+    busters = []
+    for chain in recorded.execs():
+        values = [a["value"] for a in calls(chain, "withEnvVariable") if a["name"] == CACHE_BUSTER]
+        assert len(values) == 1, chain
+        busters.append(values[0])
+    assert len(set(busters)) == len(busters) > 40
+    assert all(b.startswith(f"{run_id}-") for b in busters)
+    scenario_execs = [c for c in recorded.execs() if calls(c, "withMountedCache")]
+    assert len(scenario_execs) > 40
+    for chain in scenario_execs:
+        mounts = {a["path"]: recorded.session.expand(a["cache"]) for a in calls(chain, "withMountedCache")}
+        assert mounts == {
+            path: (("cacheVolume", {"key": f"dar-backup-ci-{run_id}-{role}"}),) for role, path in PATHS.items()
+        }
+
+
+def test_two_runs_never_share_volumes(schema, tmp_path, monkeypatch):
+    first = run_pipeline(schema, World(), "test", tmp_path / "a", monkeypatch)
+    second = run_pipeline(schema, World(), "test", tmp_path / "b", monkeypatch)
+    assert first.volume_keys().isdisjoint(second.volume_keys())
+
+
+def test_scripted_nonzero_exit_fails_the_stage_as_on_docker(schema, tmp_path, monkeypatch):
+    with pytest.raises(StageFailure, match=r"dar-backup -D exited 1"):
+        run_pipeline(schema, World(exit_codes={"-D": 1}), "test", tmp_path, monkeypatch)
+
+
+def test_corruption_that_dar_does_not_notice_fails_the_stage(schema, tmp_path, monkeypatch):
+    with pytest.raises(StageFailure, match=r"dar -t passed on corrupted"):
+        run_pipeline(schema, World(exit_codes={"dar -t": 0}), "test", tmp_path, monkeypatch)

@@ -1,0 +1,92 @@
+"""Scripted answers for the Dagger contract tests: what the image's commands would print.
+
+Enough of a world for the real test stage to pass: one small data tree whose manifest every
+snapshot and restore prints, archives that appear as levels run, a slice that really changes
+when `dd` corrupts it and comes back when `par2 repair` runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ci.manifest import HASHES_MARKER
+from ci.scenario import DEFINITION, LEVELS, TIME_ZONE, local_date
+from recording import Chain, calls
+
+FILES = {"docs/a.txt": "a" * 64, "with space.txt": "b" * 64}
+ENTRIES = (
+    ("d", "docs", "755", "100.0", "1", ""),
+    ("f", "docs/a.txt", "644", "100.0", "2", ""),
+    ("f", "with space.txt", "600", "101.0", "3", ""),
+    ("l", "link", "777", "102.0", "4", "docs/a.txt"),
+)
+MANIFEST = (
+    "".join("\x00".join(entry) + "\x00" for entry in ENTRIES)
+    + f"{HASHES_MARKER}\x00"
+    + "".join(f"{digest}  ./{path}\x00" for path, digest in FILES.items())
+)
+VERSIONS = {
+    "dar": " dar version 2.7.8, Copyright (C) 2002-2022 Denis Corbin\n",
+    "par2": "par2cmdline version 0.8.1\n",
+    "dar-backup": "dar-backup 1.1.11\ndar-backup source code is here\n",
+}
+PUBLISHED_DIGEST = "sha256:" + "c" * 64
+
+
+@dataclass
+class World:
+    exit_codes: dict[str, int] = field(default_factory=dict)
+    done_levels: list[str] = field(default_factory=list)
+    corrupted: bool = False
+    results: dict[str, tuple[int, str]] = field(default_factory=dict)
+
+    def answer(self, chain: Chain, name: str, args: dict[str, Any]) -> Any:
+        if name == "label":
+            values = [a["value"] for a in calls(chain, "withLabel") if a["name"] == args["name"]]
+            return values[-1] if values else None
+        if name == "publish":
+            return f"{args['address']}@{PUBLISHED_DIGEST}"
+        argv = calls(chain, "withExec")[-1]["args"]
+        # exitCode, stdout and stderr are three queries on one exec: it runs once, as in Dagger.
+        if repr(chain) not in self.results:
+            self.results[repr(chain)] = self.execute(argv)
+        code, stdout = self.results[repr(chain)]
+        return {"exitCode": code, "stdout": stdout, "stderr": "" if code == 0 else f"{argv[0]} failed\n"}[name]
+
+    def archive(self, level: str) -> str:
+        return f"{DEFINITION}_{level}_{local_date(TIME_ZONE, dt.datetime.now(dt.UTC))}"
+
+    def execute(self, argv: list[str]) -> tuple[int, str]:
+        for key in (" ".join(argv[:2]), argv[0]):
+            if key in self.exit_codes:
+                return self.exit_codes[key], ""
+        command = argv[0]
+        if argv[-1:] == ["--version"]:
+            return 0, VERSIONS[command]
+        if command in ("-F", "-D", "-I"):
+            self.done_levels.append(next(level.name for level in LEVELS if level.flag == command))
+            return 0, "backup done\n"
+        if command == "sh" and "find" in argv[2]:
+            return 0, MANIFEST
+        if command == "ls":
+            return 0, "".join(f"{self.archive(lv)}.1.dar\n{self.archive(lv)}.1.dar.par2\n" for lv in self.done_levels)
+        if command == "--list":
+            return 0, "".join(f"{self.archive(lv)} : 1 MB\n" for lv in self.done_levels)
+        if command == "--list-contents":
+            if argv[1].startswith(f"{DEFINITION}_FULL_"):
+                return 0, "".join(f"[Saved][ ] [-L-] -rw-r--r-- u g 1 o date\tdata/{p}\n" for p in [*FILES, "link"])
+            return 0, ""
+        if command == "date":
+            return 0, dt.datetime.now(ZoneInfo(TIME_ZONE)).strftime("%Y-%m-%d %H:%M:%S\n")
+        if command == "sha256sum":
+            return 0, ("d" if self.corrupted else "e") * 64 + f"  {argv[1]}\n"
+        if command == "dd":
+            self.corrupted = True
+        if command == "par2":
+            self.corrupted = False
+        if command == "dar" and argv[1] == "-t":
+            return (5 if self.corrupted else 0), ""
+        return 0, ""
