@@ -25,7 +25,8 @@ dar-backup image: dar, par2 and dar-backup, run as a non-root user.
   IMAGE dar|par2|manager|bash ...     run another program of the image as the same user
 
 Environment: RUN_AS_UID (default 1000), RUN_AS_GID (default: RUN_AS_UID),
-DAR_BACKUP_FIX_PERMS=1 (chown -R /backups and /restore to that user; off by default),
+DAR_BACKUP_FIX_PERMS=1 (chown -R /backups, /backup.d and /restore to that user; off by
+default: /data is never changed),
 DAR_BACKUP_CONFIG_FILE (default /etc/dar-backup/dar-backup.conf; --config-file wins).
 USAGE
 }
@@ -61,8 +62,8 @@ create_missing_dirs() {
 fix_perms_if_asked() {
 	local uid=$1 gid=$2
 	[ "${DAR_BACKUP_FIX_PERMS:-0}" = 1 ] || return 0
-	echo "dar-backup-image: DAR_BACKUP_FIX_PERMS=1: chown -R $uid:$gid $BACKUP_DIR $RESTORE_DIR" >&2
-	chown -R "$uid:$gid" "$BACKUP_DIR" "$RESTORE_DIR"
+	echo "dar-backup-image: DAR_BACKUP_FIX_PERMS=1: chown -R $uid:$gid $BACKUP_DIR $BACKUP_D_DIR $RESTORE_DIR" >&2
+	chown -R "$uid:$gid" "$BACKUP_DIR" "$BACKUP_D_DIR" "$RESTORE_DIR"
 }
 
 drop_privileges() {
