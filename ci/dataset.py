@@ -39,6 +39,13 @@ def _write(root: Path, relative: str, data: bytes, mode: int, mtime: int) -> Non
     os.utime(path, ns=(mtime * 10**9, mtime * 10**9))
 
 
+def _link(root: Path, relative: str, target: str, mtime: int) -> None:
+    link = root / relative
+    link.unlink(missing_ok=True)
+    link.symlink_to(target)
+    os.utime(link, ns=(mtime * 10**9, mtime * 10**9), follow_symlinks=False)
+
+
 def _touch_dirs(root: Path, mtime: int) -> None:
     # Fixed directory mtimes (deepest first) so two generations are equal to the nanosecond.
     for directory in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
@@ -59,8 +66,8 @@ def initial(root: Path) -> None:
         _write(root, name, _text(rng, 2 + i), 0o644, EPOCH + 8000 + i)
     _write(root, "hard-a.txt", _text(rng, 4), 0o644, EPOCH + 9000)
     os.link(root / "hard-a.txt", root / "hard-b.txt")
-    (root / "link-to-readme").symlink_to("docs/readme.txt")
-    (root / "dangling-link").symlink_to("does/not/exist")
+    _link(root, "link-to-readme", "docs/readme.txt", EPOCH + 9100)
+    _link(root, "dangling-link", "does/not/exist", EPOCH + 9200)
     (root / "private").mkdir(mode=0o700)
     _write(root, "private/secret.txt", _text(rng, 2), 0o600, EPOCH + 9500)
     _touch_dirs(root, EPOCH + 10_000)
@@ -72,8 +79,7 @@ def change_for_diff(root: Path) -> None:
     _write(root, "docs/readme.txt", _text(rng, 41), 0o644, EPOCH + 20_000)
     _write(root, "added/new-in-diff.txt", _text(rng, 3), 0o644, EPOCH + 20_100)
     (root / "docs/notes/note-3.txt").unlink()
-    (root / "link-to-readme").unlink()
-    (root / "link-to-readme").symlink_to("with space.txt")
+    _link(root, "link-to-readme", "with space.txt", EPOCH + 20_050)
     (root / "hard-b.txt").unlink()
     _write(root, "hard-b.txt", _text(rng, 6), 0o644, EPOCH + 20_200)
     _touch_dirs(root, EPOCH + 21_000)

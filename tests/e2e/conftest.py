@@ -1,0 +1,71 @@
+"""The real engine: provisioned as the pipeline provisions it, never mocked and never skipped."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ci.config import DEV_IMAGE_VERSION, IMAGE_NAME, REPO_ROOT
+from ci.engines.local import ensure_client, ensure_daemon
+
+
+@dataclass(frozen=True)
+class Docker:
+    client: str
+
+    def __call__(self, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.client, *args], capture_output=True, text=True, check=False, input=input and input.decode()
+        )
+
+    def ok(self, *args: str) -> str:
+        done = self(*args)
+        assert done.returncode == 0, f"docker {' '.join(args)} exited {done.returncode}: {done.stderr[-2000:]}"
+        return done.stdout
+
+
+@pytest.fixture(scope="session")
+def docker() -> Docker:
+    client = ensure_client()
+    ensure_daemon(client)
+    return Docker(client)
+
+
+def run_pipeline(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "ci/main.py", "--engine", "docker", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def image(docker: Docker, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The final image as the pipeline builds it (base, final, version gate)."""
+    done = run_pipeline("final", "--report-dir", str(tmp_path_factory.mktemp("final-reports")))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return f"{IMAGE_NAME}:{DEV_IMAGE_VERSION}"
+
+
+@pytest.fixture
+def volumes(docker: Docker) -> Iterator[dict[str, str]]:
+    """Fresh named volumes for data, backups, backup.d and restore, removed afterwards."""
+    tag = uuid.uuid4().hex[:8]
+    names = {role: f"dbtest-{tag}-{role}" for role in ("data", "backups", "backup.d", "restore")}
+    for name in names.values():
+        docker.ok("volume", "create", name)
+    yield names
+    docker("volume", "rm", "-f", *names.values())
+
+
+def mounts(volumes: dict[str, str]) -> list[str]:
+    paths = {"data": "/data", "backups": "/backups", "backup.d": "/backup.d", "restore": "/restore"}
+    return [arg for role, name in volumes.items() for arg in ("-v", f"{name}:{paths[role]}")]

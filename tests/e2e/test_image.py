@@ -1,0 +1,190 @@
+"""The image as users run it: privilege drop, ownership, arguments, config, hygiene."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+from conftest import Docker, mounts
+
+from ci.config import REPO_ROOT
+from ci.versions import locked_dar_backup_version
+
+pytestmark = pytest.mark.engine
+RUN = ("run", "--rm", "--network", "none")
+SEED_DATA = "mkdir -p /data/docs && head -c 2097152 /dev/urandom > /data/docs/two-mib.bin && echo hi > /data/a.txt"
+
+
+def test_versions_match_the_pins(docker: Docker, image: str):
+    assert docker.ok(*RUN, image, "--version").splitlines()[0] == (
+        f"dar-backup {locked_dar_backup_version(REPO_ROOT / 'docker/requirements.txt')}"
+    )
+    assert re.search(r"dar version \d+\.\d+\.\d+", docker.ok(*RUN, image, "dar", "--version"))
+    assert docker.ok(*RUN, image, "par2", "--version").startswith("par2cmdline version ")
+
+
+def test_no_arguments_prints_usage_and_exits_0(docker: Docker, image: str):
+    done = docker(*RUN, image)
+    assert done.returncode == 0 and "RUN_AS_UID" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "owner"),
+    [
+        ((), "1000:1000"),
+        (("-e", "RUN_AS_UID=1234", "-e", "RUN_AS_GID=2345", "-e", "DAR_BACKUP_FIX_PERMS=1"), "1234:2345"),
+    ],
+)
+def test_full_backup_runs_as_the_requested_user(docker: Docker, image: str, volumes, env, owner):
+    docker.ok(*RUN, *mounts(volumes), "--entrypoint", "sh", image, "-c", SEED_DATA)
+    done = docker(*RUN, *mounts(volumes), *env, image, "-F", "-d", "default", "--log-stdout")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    listing = docker.ok(
+        *RUN, *mounts(volumes), "--entrypoint", "sh", image, "-c", "cd /backups && stat -c '%u:%g %n' *"
+    )
+    files = dict(reversed(line.split(" ", 1)) for line in listing.splitlines())
+    archives = [name for name in files if re.fullmatch(r"default_FULL_\d{4}-\d{2}-\d{2}\.1\.dar", name)]
+    assert len(archives) == 1, files
+    assert f"{archives[0]}.par2" in files
+    # Every file dar-backup, dar, par2 and manager wrote is the user's: none of them ran as root.
+    assert set(files.values()) == {owner}, files
+    who = docker.ok(*RUN, *mounts(volumes), *env, image, "id", "-u").strip()
+    assert who == owner.split(":")[0]
+
+
+def test_home_is_never_root(docker: Docker, image: str):
+    assert docker.ok(*RUN, image, "sh", "-c", 'echo "$HOME"').strip() == "/home/daruser"
+    assert docker.ok(*RUN, "-e", "RUN_AS_UID=1234", image, "sh", "-c", 'echo "$HOME"').strip() == "/tmp"
+    groups = docker.ok(*RUN, "-e", "RUN_AS_UID=1234", "-e", "RUN_AS_GID=2345", image, "id", "-G").split()
+    assert groups == ["2345"]
+
+
+def test_user_flag_wins(docker: Docker, image: str, tmp_path: Path):
+    dirs = {name: tmp_path / name for name in ("data", "backups", "backup.d", "restore")}
+    for path in dirs.values():
+        path.mkdir()
+    (dirs["data"] / "file.bin").write_bytes(os.urandom(2 * 2**20))
+    (dirs["backup.d"] / "default").write_text((REPO_ROOT / "docker/backup.d/default").read_text())
+    for path in [*dirs.values(), dirs["data"] / "file.bin", dirs["backup.d"] / "default"]:
+        os.chown(path, 1234, 2345)
+    binds = [arg for name, path in dirs.items() for arg in ("-v", f"{path}:/{name}")]
+    assert docker.ok(*RUN, "--user", "1234:2345", "-e", "RUN_AS_UID=1000", image, "id", "-u").strip() == "1234"
+    done = docker(*RUN, "--user", "1234:2345", *binds, image, "-F", "--log-stdout")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert {(p.stat().st_uid, p.stat().st_gid) for p in dirs["backups"].iterdir()} == {(1234, 2345)}
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (("-e", "RUN_AS_UID=0"), "dar-backup-image: RUN_AS_UID=0: this image runs backups as a non-root user"),
+        (("-e", "RUN_AS_UID=abc"), "dar-backup-image: RUN_AS_UID must be a number, got 'abc'"),
+    ],
+)
+def test_bad_run_as_values_fail_with_one_line(docker: Docker, image: str, env, message):
+    done = docker(*RUN, *env, image, "-F")
+    assert done.returncode == 2 and done.stderr.strip() == message
+
+
+def test_missing_config_fails_with_one_clear_line(docker: Docker, image: str):
+    done = docker(*RUN, image, "-F", "--config-file", "/nowhere/dar-backup.conf")
+    assert done.returncode == 127
+    assert done.stderr.strip() == "dar-backup-image: config file not found: /nowhere/dar-backup.conf"
+    done = docker(*RUN, "-e", "DAR_BACKUP_CONFIG_FILE=/gone.conf", image, "--list")
+    assert (done.returncode, done.stderr.strip()) == (127, "dar-backup-image: config file not found: /gone.conf")
+
+
+def test_arguments_arrive_verbatim(docker: Docker, image: str):
+    odd = ["--selection=-I '*.JPG'", "two  words", "$HOME", "*", "", "semi;colon", 'dq"uote', "-leading"]
+    script = "import json, sys; print(json.dumps(sys.argv[1:]))"
+    assert json.loads(docker.ok(*RUN, image, "python3", "-c", script, *odd)) == odd
+
+
+def test_existing_data_is_never_chowned_unless_asked(docker: Docker, image: str, volumes):
+    prepare = (
+        "touch /data/mine /backups/old.log /restore/keep && chown 4321:4321 /data/mine /backups/old.log /restore/keep"
+    )
+    docker.ok(*RUN, *mounts(volumes), "--entrypoint", "sh", image, "-c", prepare)
+    docker.ok(*RUN, *mounts(volumes), "-e", "RUN_AS_UID=1234", image, "true")
+    owners = "stat -c %u /data/mine /backups/old.log /restore/keep"
+    assert docker.ok(*RUN, *mounts(volumes), "--entrypoint", "sh", image, "-c", owners).split() == ["4321"] * 3
+    docker.ok(*RUN, *mounts(volumes), "-e", "RUN_AS_UID=1234", "-e", "DAR_BACKUP_FIX_PERMS=1", image, "true")
+    assert docker.ok(*RUN, *mounts(volumes), "--entrypoint", "sh", image, "-c", owners).split() == [
+        "4321",
+        "1234",
+        "1234",
+    ]
+
+
+def test_final_image_has_no_build_tools_or_caches(docker: Docker, image: str):
+    script = (
+        "for t in pip pip3 gcc cc make; do command -v $t; done; "
+        "find / -xdev \\( -name '__pycache__' -path '/opt/*' -o -name 'pip' -path '*site-packages*' "
+        "-o -name 'setuptools' -path '*site-packages*' -o -name 'wheel' -path '*site-packages*' \\) -print; "
+        "ls /root/.cache /var/lib/apt/lists/*_Packages 2>/dev/null; true"
+    )
+    assert docker.ok(*RUN, "--entrypoint", "sh", image, "-c", script).strip() == ""
+    assert docker(*RUN, image, "python3", "-m", "pip", "--version").returncode != 0
+
+
+def pem_bodies(text: str) -> set[str]:
+    return {
+        "".join(block.split())
+        for block in re.findall(r"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", text, re.S)
+    }
+
+
+def test_no_proxy_ca_or_secret_in_any_layer_or_history(docker: Docker, image: str, tmp_path: Path):
+    host_bundle = Path(os.environ.get("PIP_CERT", "/etc/ssl/certs/ca-certificates.crt"))
+    image_bundle = docker.ok(*RUN, "--entrypoint", "cat", image, "/etc/ssl/certs/ca-certificates.crt")
+    extra = pem_bodies(host_bundle.read_text()) - pem_bodies(image_bundle)
+    # With a proxy CA (PIP_CERT, as on the CI machines) there must be something to look for.
+    assert extra or "PIP_CERT" not in os.environ
+    # Probes: the CAs the host adds (the proxy's) and the secret's mount point.
+    probes = [base64.b64decode(body)[:64] for body in extra] + [body[:64].encode() for body in extra]
+    probes.append(b"/run/secrets/pip_cert\x00")
+    archive = tmp_path / "image.tar"
+    subprocess.run([docker.client, "save", "-o", str(archive), image], check=True)
+    with tarfile.open(archive) as outer:
+        for member in outer.getmembers():
+            if not member.isfile():
+                continue
+            data = outer.extractfile(member).read()
+            for probe in probes:
+                assert probe not in data, f"{probe[:20]!r} found in {member.name}"
+    history = docker.ok("history", "--no-trunc", "--format", "{{.CreatedBy}}", image)
+    assert "BEGIN CERTIFICATE" not in history and "PIP_CERT=/etc" not in history
+
+
+@pytest.mark.parametrize("version", ["", "latest"])
+def test_plain_docker_build_refuses_unpinned_dar_backup(docker: Docker, image: str, version: str):
+    env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+    base = docker.ok("image", "inspect", "-f", '{{index .Config.Labels "org.opencontainers.image.base.name"}}', image)
+    done = subprocess.run(
+        [
+            docker.client,
+            "build",
+            "-f",
+            "docker/Dockerfile",
+            "--target",
+            "final",
+            "--build-arg",
+            f"BASE_IMAGE={base.strip()}",
+            "--build-arg",
+            f"DAR_BACKUP_VERSION={version}",
+            ".",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert f"DAR_BACKUP_VERSION must name a release (e.g. 1.1.11), got '{version}'" in done.stderr

@@ -1,0 +1,177 @@
+"""`python ci/main.py test` on the real Docker engine: two runs at once, labels, reports, cleanup."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import anyio
+import pytest
+from conftest import Docker
+
+from ci.config import REPO_ROOT, TOOL_LABELS, build_config
+from ci.engines.docker import RUN_LABEL, DockerEngine
+from ci.engines.seam import Image
+from ci.report import Report, StageFailure
+from ci.scenario import Level, Scenario
+
+pytestmark = pytest.mark.engine
+
+
+@pytest.fixture(scope="module")
+def two_runs(docker: Docker, image: str, tmp_path_factory: pytest.TempPathFactory) -> list[tuple[int, str, dict]]:
+    """Two `test` runs started at once; each with its own report directory."""
+    dirs = [tmp_path_factory.mktemp(f"run{i}") for i in (1, 2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "ci/main.py", "--engine", "docker", "test", "--report-dir", str(d)],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for d in dirs
+    ]
+    results = []
+    for proc, report_dir in zip(procs, dirs, strict=True):
+        output, _ = proc.communicate(timeout=1200)
+        report = json.loads((report_dir / "test.json").read_text())
+        results.append((proc.returncode, output, report))
+        ET.parse(report_dir / "test.junit.xml")
+    return results
+
+
+def test_both_concurrent_runs_pass(two_runs):
+    for code, output, report in two_runs:
+        assert code == 0, output[-4000:]
+        assert report["outcome"] == "passed"
+    assert two_runs[0][2]["run"]["run_id"] != two_runs[1][2]["run"]["run_id"]
+
+
+def test_report_has_every_level_and_check(two_runs):
+    names = [step["name"] for step in two_runs[0][2]["steps"]]
+    for level in ("FULL", "DIFF", "INCR"):
+        assert (
+            f"{level}: restore {' + '.join(['FULL', 'DIFF', 'INCR'][: ['FULL', 'DIFF', 'INCR'].index(level) + 1])}"
+            in names
+        )
+        assert f"{level}: point-in-time restore (manager --when)" in names
+    assert "bitrot: par2 repair restores the exact bytes" in names
+    assert all(step["seconds"] > 0 for step in two_runs[0][2]["steps"])
+
+
+def test_nothing_of_either_run_remains(docker: Docker, two_runs):
+    for _, _, report in two_runs:
+        label = f"label={RUN_LABEL}={report['run']['run_id']}"
+        assert docker.ok("ps", "-aq", "--filter", label).strip() == ""
+        assert docker.ok("volume", "ls", "-q", "--filter", label).strip() == ""
+
+
+def test_final_image_carries_the_declared_labels(docker: Docker, two_runs):
+    report = two_runs[0][2]
+    labels = json.loads(docker.ok("image", "inspect", "-f", "{{json .Config.Labels}}", report["run"]["image"]))
+    oci = "org.opencontainers.image"
+    assert labels[f"{oci}.version"] == report["run"]["image_version"]
+    assert labels[f"{oci}.revision"] == report["run"]["revision"]
+    assert labels[f"{oci}.base.name"] == report["run"]["base_image"]
+    assert labels[f"{oci}.licenses"] == "GPL-3.0-or-later"
+    for tool, key in TOOL_LABELS.items():
+        assert labels[key] == report["run"][f"{tool}_version"]
+    required = (
+        "title",
+        "description",
+        "version",
+        "created",
+        "revision",
+        "source",
+        "url",
+        "licenses",
+        "authors",
+        "base.name",
+        "ref.name",
+    )
+    assert all(labels.get(f"{oci}.{key}") for key in required)
+
+
+def test_bad_version_is_refused_before_any_build(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "ci/main.py",
+            "--engine",
+            "docker",
+            "test",
+            "--image-version",
+            "latest",
+            "--report-dir",
+            str(tmp_path),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: image version 'latest' is not a version; give a release such as 1.2.3"
+    assert list(tmp_path.iterdir()) == []
+
+
+class TamperedSnapshot(Scenario):
+    """A wrong expectation: the data changes after its snapshot was taken."""
+
+    async def snapshot(self, level: Level):
+        manifest = await super().snapshot(level)
+        if level.name == "DIFF":
+            await self.user(["sh", "-c", "echo tampered >> '/data/with space.txt'"])
+        return manifest
+
+
+class NoArchive(Scenario):
+    """A dar-backup run that leaves no archive behind."""
+
+    async def backup(self, level: Level):
+        result = await super().backup(level)
+        await self.user(["sh", "-c", "rm -f /backups/*_FULL_*.dar*"])
+        return result
+
+
+def run_scenario(docker: Docker, image: str, scenario_class: type[Scenario]) -> tuple[str, Report]:
+    config = build_config(
+        image_version=None,
+        dar_backup_version=None,
+        base_image=None,
+        repo=None,
+        dry_run=False,
+        report_dir=Path("unused"),
+        env={},
+    )
+    report = Report("test", "docker")
+
+    async def go() -> None:
+        engine = DockerEngine.open(config.run_id, REPO_ROOT)
+        try:
+            image_id = docker.ok("image", "inspect", "-f", "{{.Id}}", image).strip()
+            await scenario_class(engine, Image(image_id, image), report).run()
+        finally:
+            await engine.close()
+
+    with pytest.raises(StageFailure) as failure:
+        anyio.run(go)
+    label = f"label={RUN_LABEL}={config.run_id}"
+    assert docker.ok("volume", "ls", "-q", "--filter", label).strip() == ""
+    return str(failure.value), report
+
+
+def test_a_change_after_the_snapshot_fails_the_stage_naming_the_path(docker: Docker, image: str):
+    message, report = run_scenario(docker, image, TamperedSnapshot)
+    assert "'with space.txt': sha256 expected" in message
+    assert report.failed[0].name == "DIFF: restore FULL + DIFF"
+
+
+def test_a_run_that_produced_no_archive_fails_the_stage(docker: Docker, image: str):
+    message, report = run_scenario(docker, image, NoArchive)
+    assert message.startswith("no archive scenario_FULL_")
+    assert report.failed[0].name == "FULL: archive named in local time, one par2 set per slice"

@@ -1,0 +1,109 @@
+from pathlib import Path
+
+import pytest
+
+from ci.engines.docker import build_argv, run_argv
+from ci.engines.local import AptSource, parse_apt_sources, pick_bootstrap_source
+from ci.engines.seam import BuildSpec, EngineError, Image, Mount, SecretRef, Volume
+from ci.engines.select import choose_engine
+from ci.stages import build_secrets
+
+
+@pytest.mark.parametrize(
+    ("requested", "env", "engine"),
+    [
+        ("auto", {"DAGGER_SESSION_PORT": "4321"}, "dagger"),
+        ("auto", {}, "docker"),
+        ("docker", {"DAGGER_SESSION_PORT": "4321"}, "docker"),
+        ("dagger", {}, "dagger"),
+    ],
+)
+def test_engine_choice(requested, env, engine):
+    assert choose_engine(requested, env)[0] == engine
+
+
+def test_unknown_engine_is_refused():
+    with pytest.raises(EngineError, match="unknown engine 'podman'"):
+        choose_engine("podman", {})
+
+
+ONE_LINE = """
+# comment
+deb [arch=amd64 signed-by=/k.gpg] http://mirror.example/debian/ bookworm main
+deb-src http://mirror.example/debian bookworm main
+deb https://vendor.example/apt stable main
+"""
+DEB822 = """Types: deb
+# http://snapshot.example/archive
+URIs: http://deb.example/debian
+Suites: bookworm bookworm-updates
+Components: main
+
+Types: deb
+URIs: http://deb.example/debian-security
+Suites: bookworm-security
+Components: main
+
+Types: deb
+Enabled: no
+URIs: http://off.example/debian
+Suites: trixie
+"""
+
+
+def test_apt_sources_in_both_formats():
+    sources = parse_apt_sources(ONE_LINE, DEB822)
+    assert sources == [
+        AptSource("http://mirror.example/debian", "bookworm"),
+        AptSource("https://vendor.example/apt", "stable"),
+        AptSource("http://deb.example/debian", "bookworm"),
+        AptSource("http://deb.example/debian", "bookworm-updates"),
+        AptSource("http://deb.example/debian-security", "bookworm-security"),
+    ]
+
+
+def test_bootstrap_source_is_the_first_release_debootstrap_knows():
+    sources = parse_apt_sources("deb https://vendor.example/apt stable main", DEB822)
+    assert pick_bootstrap_source(sources, {"bookworm", "trixie"}) == AptSource("http://deb.example/debian", "bookworm")
+    with pytest.raises(EngineError, match="debootstrap knows"):
+        pick_bootstrap_source(sources, {"noble"})
+
+
+def test_build_argv_passes_secrets_by_reference_only(tmp_path):
+    spec = BuildSpec(
+        "final",
+        {"DAR_BACKUP_VERSION": "1.1.11"},
+        {"org.opencontainers.image.version": "1.2.3"},
+        {"pip_cert": SecretRef("file:///etc/ca.pem"), "token": SecretRef("env://TOKEN")},
+        tag="dar-backup:1.2.3",
+    )
+    argv = build_argv("/usr/bin/docker", spec, "docker/Dockerfile", "/tmp/iid", ".")
+    joined = " ".join(argv)
+    assert "--target final" in joined and "--build-arg DAR_BACKUP_VERSION=1.1.11" in joined
+    assert "--label org.opencontainers.image.version=1.2.3" in joined
+    assert "--secret id=pip_cert,src=/etc/ca.pem" in joined and "--secret id=token,env=TOKEN" in joined
+    assert argv[-1] == "."
+
+
+def test_run_argv_isolates_the_container():
+    image = Image("sha256:abc", "final")
+    mounts = [Mount(Volume("dbci-1-data", "data"), "/data", read_only=True), Mount(Volume("dbci-1-b", "b"), "/b")]
+    argv = run_argv("docker", "dbci-1-3", "1", image, ["dar", "-t", "x"], mounts, {"TZ": "UTC"}, None, False)
+    assert argv[:4] == ["docker", "run", "--rm", "--network"] and argv[4] == "none"
+    assert "type=volume,src=dbci-1-data,dst=/data,volume-nocopy,readonly" in argv
+    assert argv[-5:] == ["--entrypoint", "dar", "sha256:abc", "-t", "x"]
+    with_entrypoint = run_argv("docker", "n", "1", image, ["-F"], [], {}, "1234:2345", True)
+    assert with_entrypoint[-4:] == ["--user", "1234:2345", "sha256:abc", "-F"]
+
+
+def test_secret_refs_are_checked():
+    with pytest.raises(ValueError, match="env://NAME or file://PATH"):
+        SecretRef("plaintext-password")
+
+
+def test_build_secret_only_when_the_host_has_a_ca_bundle(tmp_path: Path):
+    assert build_secrets({}) == {}
+    assert build_secrets({"PIP_CERT": str(tmp_path / "missing.pem")}) == {}
+    cert = tmp_path / "ca.pem"
+    cert.write_text("x")
+    assert build_secrets({"PIP_CERT": str(cert)}) == {"pip_cert": SecretRef(f"file://{cert}")}

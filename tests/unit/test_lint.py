@@ -1,0 +1,38 @@
+"""The shell scripts, the Dockerfile and the workflows pass their linters."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from ci.config import REPO_ROOT
+
+SHELL_SCRIPTS = ["docker/entrypoint.sh", "scripts/run-backup.sh", "scripts/dev", ".ci/run"]
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name)
+    assert found, f"{name} is not installed: pip install -e '.[dev]'"
+    return found
+
+
+def check(argv: list[str]) -> None:
+    done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("script", SHELL_SCRIPTS)
+def test_shellcheck(script):
+    check([tool("shellcheck"), "-x", script])
+
+
+def test_hadolint():
+    check([tool("hadolint"), "docker/Dockerfile"])
+
+
+def test_actionlint():
+    workflows = sorted(str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / ".github/workflows").glob("*.yml"))
+    assert workflows
+    check([tool("actionlint"), *workflows])

@@ -1,0 +1,64 @@
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from ci.report import Report, StageFailure, to_junit, to_markdown, to_text, write_atomically, write_reports
+
+
+def sample() -> Report:
+    report = Report("test", "docker", run={"run_id": "abc"})
+    with report.step("base", "build"):
+        pass
+    with pytest.raises(StageFailure), report.step("test", "FULL: restore"):
+        raise StageFailure("restore of FULL: 1 difference(s)\n  missing: 'a & <b>'")
+    report.outcome, report.error = "failed", "restore of FULL: 1 difference(s)"
+    return report
+
+
+def test_steps_record_status_duration_and_message():
+    report = sample()
+    assert [(s.stage, s.status) for s in report.steps] == [("base", "passed"), ("test", "failed")]
+    assert report.failed[0].message.startswith("restore of FULL")
+    assert all(s.seconds >= 0 for s in report.steps)
+
+
+def test_junit_parses_back_with_one_case_per_step():
+    root = ET.fromstring(to_junit(sample()))
+    cases = root.findall(".//testcase")
+    assert [c.get("name") for c in cases] == ["build", "FULL: restore"]
+    failure = cases[1].find("failure")
+    assert failure is not None and "missing: 'a & <b>'" in failure.text
+    assert root.find("testsuite[@name='test']").get("failures") == "1"
+
+
+def test_markdown_and_text_summaries_name_the_failure():
+    report = sample()
+    assert "| test | FULL: restore | ❌ |" in to_markdown(report)
+    assert "failed: [test] FULL: restore: restore of FULL: 1 difference(s)" in to_text(report)
+
+
+def test_reports_are_written_and_step_summary_appended(tmp_path):
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier\n")
+    write_reports(sample(), tmp_path / "reports", str(summary))
+    assert json.loads((tmp_path / "reports/test.json").read_text())["steps"][1]["status"] == "failed"
+    ET.parse(tmp_path / "reports/test.junit.xml")
+    assert summary.read_text().startswith("earlier\n## dar-backup-image `test`")
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "history.json"
+    target.write_text("old")
+
+    class Boom(Exception):
+        pass
+
+    def explode(self, other):
+        raise Boom
+
+    monkeypatch.setattr("pathlib.Path.replace", explode)
+    with pytest.raises(Boom):
+        write_atomically(target, "new")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["history.json"]
