@@ -15,12 +15,14 @@ from ci import stages
 from ci.config import REPO_ROOT, ConfigError, RunConfig, build_config
 from ci.engines.seam import Engine, EngineError
 from ci.engines.select import ENGINES, choose_engine, open_engine
+from ci.release import Plan, preflight, release
 from ci.report import Report, StageFailure, to_text, write_reports
 
 COMMANDS = {
     "base": "build the base target (distribution dar, par2, python3)",
     "final": "build base, then the final image with dar-backup and its labels",
     "test": "build, then run FULL → DIFF → INCR end to end and prove every restore",
+    "release": "gate, build, test, then publish the tested image by digest to --repo",
 }
 
 
@@ -63,7 +65,7 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     return p
 
 
-async def pipeline(command: str, engine: Engine, config: RunConfig, report: Report) -> None:
+async def pipeline(command: str, engine: Engine, config: RunConfig, report: Report, plan: Plan | None = None) -> None:
     base_ref, base_digest = await engine.resolve_base(config.base_image)
     if base_ref != config.base_image:
         print(f"[pipeline] building FROM {base_ref} instead of {config.base_image}", flush=True)
@@ -77,11 +79,15 @@ async def pipeline(command: str, engine: Engine, config: RunConfig, report: Repo
     if command == "final":
         return
     await stages.test(engine, built.image, report)
+    if plan is not None:
+        await release(engine, config, plan, built.image, built.labels, built.versions, report)
 
 
-async def execute(engine_name: str, config: RunConfig, report: Report, command: str) -> None:
+async def execute(engine_name: str, config: RunConfig, report: Report, command: str, env: Mapping[str, str]) -> None:
+    # A release is refused before the engine is even opened when its gate says no.
+    plan = preflight(config, env, REPO_ROOT, report) if command == "release" else None
     async with open_engine(engine_name, config) as engine:
-        await pipeline(command, engine, config, report)
+        await pipeline(command, engine, config, report, plan)
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
@@ -116,7 +122,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     )
     code = 0
     try:
-        anyio.run(execute, engine_name, config, report, args.command)
+        anyio.run(execute, engine_name, config, report, args.command, env)
         report.outcome = "passed"
     except (StageFailure, EngineError) as err:
         report.outcome, report.error, code = "failed", str(err), 1

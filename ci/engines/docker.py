@@ -18,7 +18,7 @@ from pathlib import Path
 import anyio
 
 from ci.engines.local import ensure_base_image, ensure_client, ensure_daemon
-from ci.engines.seam import BuildSpec, EngineError, Image, Mount, RegistryAuth, RunResult, SecretRef, Volume
+from ci.engines.seam import BuildSpec, EngineError, Image, Mount, RegistryAuth, RunResult, Volume, read_secret
 
 RUN_LABEL = "dar-backup-ci.run"
 
@@ -108,7 +108,7 @@ class DockerEngine:
             if not done.ok:
                 raise EngineError(f"docker build --target {spec.target} failed with exit code {done.exit_code}")
             image_id = Path(iidfile).read_text().strip()
-        return Image(image_id, spec.tag or f"{spec.target} {image_id[:19]}")
+        return Image(image_id, spec.tag or f"{spec.target} {image_id[:19]}", image_id)
 
     async def run(
         self,
@@ -170,7 +170,7 @@ class DockerEngine:
             await self._login(config_dir, auth)
             await self._checked([self.client, "--config", config_dir, "pull", "-q", ref], f"pulling {ref}")
         image_id = await self._checked([self.client, "image", "inspect", "-f", "{{.Id}}", ref], f"inspecting {ref}")
-        return Image(image_id.strip(), ref)
+        return Image(image_id.strip(), ref, image_id.strip())
 
     async def close(self) -> None:
         with anyio.CancelScope(shield=True):
@@ -181,16 +181,3 @@ class DockerEngine:
             volumes = (await self._exec([self.client, "volume", "ls", "-q", "--filter", label])).stdout.split()
             if volumes:
                 await self._exec([self.client, "volume", "rm", "-f", *volumes])
-
-
-def read_secret(ref: SecretRef) -> str:
-    """The plaintext of a secret reference, for the one call that needs it; never logged."""
-    if ref.scheme == "env":
-        value = os.environ.get(ref.target)
-        if value is None:
-            raise EngineError(f"secret environment variable {ref.target} is not set")
-        return value
-    try:
-        return Path(ref.target).read_text().rstrip("\n")
-    except OSError as err:
-        raise EngineError(f"cannot read secret file {ref.target}: {err.strerror}") from None

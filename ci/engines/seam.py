@@ -6,8 +6,10 @@ Dagger objects are immutable and lazy, Docker is imperative; the seam speaks in 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 
@@ -49,6 +51,7 @@ class Image:
 
     ref: str
     description: str
+    image_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,3 +129,16 @@ class Engine(Protocol):
     async def close(self) -> None:
         """Remove every container and volume this engine created, whatever happened before."""
         ...
+
+
+def read_secret(ref: SecretRef) -> str:
+    """The plaintext of a secret reference, for the one call that needs it; never logged."""
+    if ref.scheme == "env":
+        value = os.environ.get(ref.target)
+        if value is None:
+            raise EngineError(f"secret environment variable {ref.target} is not set")
+        return value
+    try:
+        return Path(ref.target).read_text().rstrip("\n")
+    except OSError as err:
+        raise EngineError(f"cannot read secret file {ref.target}: {err.strerror}") from None

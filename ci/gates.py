@@ -1,0 +1,49 @@
+"""Release gates: pure functions over values. Each returns the problems it finds, one line each."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import semver
+
+
+def label_gate(found: Mapping[str, str | None], expected: Mapping[str, str]) -> list[str]:
+    """Every expected label present, non-empty and equal to what the run declared."""
+    problems = []
+    for key, want in expected.items():
+        have = found.get(key)
+        if not have:
+            problems.append(f"label {key} is missing or empty")
+        elif have != want:
+            problems.append(f"label {key} is {have!r}, the run declared {want!r}")
+    return problems
+
+
+def version_gate(found: Mapping[str, str], declared: Mapping[str, str]) -> list[str]:
+    """The versions the tools report inside the image equal the declared (and labelled) ones."""
+    return [
+        f"{tool} --version says {found.get(tool)!r}, declared {want!r}"
+        for tool, want in declared.items()
+        if found.get(tool) != want
+    ]
+
+
+def semver_versions(values: Iterable[str]) -> list[semver.Version]:
+    """The values that are semver (registry tags such as `latest` or `1.2` are not)."""
+    return [semver.Version.parse(v) for v in values if semver.Version.is_valid(v)]
+
+
+def newer_than_all(version: semver.Version, history: Iterable[str], tags: Iterable[str]) -> list[str]:
+    problems = []
+    for source, values in (("the build history", history), ("the registry", tags)):
+        newest = max(semver_versions(values), default=None)
+        if newest is not None and version <= newest:
+            problems.append(f"{version} is not newer than {newest} in {source}")
+    return problems
+
+
+def floating_tags(version: semver.Version) -> list[str]:
+    """`X.Y` and `latest` follow final releases only; a prerelease moves nothing."""
+    if version.prerelease or version.build:
+        return []
+    return [f"{version.major}.{version.minor}", "latest"]

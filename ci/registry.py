@@ -1,0 +1,142 @@
+"""A small client for the OCI distribution (Docker Registry v2) API: tags, manifests, delete.
+
+Used by the release gates and for floating tags, the same for either engine. It fails closed:
+any answer other than a clear "not found" is an error. Errors never carry credentials.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+
+MANIFEST_TYPES = ", ".join(
+    [
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ]
+)
+DOCKER_HUB = "registry-1.docker.io"
+
+
+class RegistryError(Exception):
+    pass
+
+
+def split_repo(repo: str) -> tuple[str, str]:
+    """(registry host, repository path): `host[:port]/path`, or Docker Hub for `user/name`."""
+    first, _, rest = repo.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return (DOCKER_HUB if first == "docker.io" else first), rest
+    return DOCKER_HUB, repo if "/" in repo else f"library/{repo}"
+
+
+def base_url(host: str) -> str:
+    # Like the Docker daemon: plain HTTP only for the loopback registry.
+    plain = host.split(":")[0] in ("localhost", "127.0.0.1") or host.startswith("127.") or host.startswith("[::1]")
+    return f"{'http' if plain else 'https'}://{host}"
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Registry:
+    repo: str
+    username: str | None = None
+    password: str | None = None
+    timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        self.host, self.name = split_repo(self.repo)
+        self._token: str | None = None
+
+    def _send(self, method: str, url: str, headers: dict[str, str], data: bytes | None) -> Response:
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as answer:  # noqa: S310
+                return Response(answer.status, {k.lower(): v for k, v in answer.headers.items()}, answer.read())
+        except urllib.error.HTTPError as err:
+            return Response(err.code, {k.lower(): v for k, v in err.headers.items()}, err.read())
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise RegistryError(f"registry {self.host} unreachable: {reason}") from None
+
+    def _basic(self) -> dict[str, str]:
+        if self.username is None or self.password is None:
+            return {}
+        pair = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        return {"Authorization": f"Basic {pair}"}
+
+    def _fetch_token(self, challenge: str) -> None:
+        fields = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
+        if "realm" not in fields:
+            raise RegistryError(f"registry {self.host} sent an unusable auth challenge")
+        query = urllib.parse.urlencode({k: v for k, v in fields.items() if k in ("service", "scope")})
+        answer = self._send("GET", f"{fields['realm']}?{query}", self._basic(), None)
+        if answer.status != 200:
+            raise RegistryError(f"registry {self.host} refused the credentials (HTTP {answer.status})")
+        body = json.loads(answer.body)
+        self._token = body.get("token") or body.get("access_token")
+
+    def request(
+        self, method: str, path: str, headers: dict[str, str] | None = None, data: bytes | None = None
+    ) -> Response:
+        url = f"{base_url(self.host)}/v2/{self.name}/{path}"
+        auth = {"Authorization": f"Bearer {self._token}"} if self._token else self._basic()
+        answer = self._send(method, url, {**(headers or {}), **auth}, data)
+        challenge = answer.headers.get("www-authenticate", "")
+        if answer.status == 401 and challenge.lower().startswith("bearer") and self._token is None:
+            self._fetch_token(challenge)
+            answer = self._send(method, url, {**(headers or {}), "Authorization": f"Bearer {self._token}"}, data)
+        if answer.status in (401, 403):
+            who = f"user {self.username!r}" if self.username else "anonymous access"
+            raise RegistryError(f"registry {self.host} refused {who} (HTTP {answer.status})")
+        return answer
+
+    def tags(self) -> list[str]:
+        answer = self.request("GET", "tags/list")
+        if answer.status == 404:
+            return []
+        if answer.status != 200:
+            raise RegistryError(f"listing tags of {self.repo}: HTTP {answer.status}")
+        return list(json.loads(answer.body).get("tags") or [])
+
+    def digest(self, reference: str) -> str | None:
+        """The manifest digest of a tag or digest; None only when the registry says not found."""
+        answer = self.request("HEAD", f"manifests/{reference}", {"Accept": MANIFEST_TYPES})
+        if answer.status == 404:
+            return None
+        if answer.status != 200 or "docker-content-digest" not in answer.headers:
+            raise RegistryError(f"reading {self.repo}:{reference}: HTTP {answer.status}")
+        return answer.headers["docker-content-digest"]
+
+    def tag(self, digest: str, tag: str) -> str:
+        """Point `tag` at the manifest `digest`; returns the digest the registry now serves for it."""
+        manifest = self.request("GET", f"manifests/{digest}", {"Accept": MANIFEST_TYPES})
+        if manifest.status != 200:
+            raise RegistryError(f"reading manifest {digest}: HTTP {manifest.status}")
+        media_type = manifest.headers.get("content-type", json.loads(manifest.body).get("mediaType", ""))
+        put = self.request("PUT", f"manifests/{tag}", {"Content-Type": media_type}, manifest.body)
+        if put.status not in (200, 201):
+            raise RegistryError(f"tagging {self.repo}:{tag}: HTTP {put.status}")
+        return put.headers.get("docker-content-digest", digest)
+
+    def delete(self, digest: str) -> bool:
+        """Remove a manifest; False where the registry does not allow deletes."""
+        answer = self.request("DELETE", f"manifests/{digest}")
+        if answer.status in (200, 202):
+            return True
+        if answer.status in (404, 405):
+            return False
+        raise RegistryError(f"deleting {digest}: HTTP {answer.status}")
