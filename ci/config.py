@@ -82,20 +82,20 @@ def tool_labels(versions: Mapping[str, str]) -> dict[str, str]:
     return {TOOL_LABELS[tool]: version for tool, version in versions.items()}
 
 
-def _git(*args: str) -> str | None:
+def _git(root: Path, *args: str) -> str | None:
     try:
-        done = subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, check=False)
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=False)
     except FileNotFoundError:
         return None
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def git_revision() -> str:
-    return os.environ.get("GITHUB_SHA") or _git("rev-parse", "HEAD") or "unknown"
+def git_revision(root: Path) -> str:
+    return os.environ.get("GITHUB_SHA") or _git(root, "rev-parse", "HEAD") or "unknown"
 
 
-def git_tree_is_clean() -> bool:
-    return _git("status", "--porcelain") == ""
+def git_tree_is_clean(root: Path) -> bool:
+    return _git(root, "status", "--porcelain") == ""
 
 
 def created_timestamp(env: Mapping[str, str]) -> str:
@@ -149,7 +149,7 @@ def build_config(
         image_version=str(image),
         dar_backup_version=str(dar_backup),
         base_image=base_image or DEFAULT_BASE_IMAGE,
-        revision=git_revision(),
+        revision=git_revision(root),
         created=created_timestamp(env),
         run_id=secrets.token_hex(4),
         repo=repo,

@@ -66,7 +66,7 @@ def preflight(config: RunConfig, env: Mapping[str, str], root: Path, report: Rep
     with report.step(STAGE, "release gate: repo, clean tree, history, registry, version"):
         if not config.repo:
             raise StageFailure("release needs --repo REGISTRY/NAME (or DAR_BACKUP_REPO)")
-        if not git_tree_is_clean():
+        if not git_tree_is_clean(root):
             raise StageFailure(
                 f"the git tree has uncommitted changes; release from a clean checkout of {config.revision}"
             )

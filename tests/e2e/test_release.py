@@ -1,0 +1,274 @@
+"""`python ci/main.py release` against a real registry: what lands, what is refused, what stays put."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+from conftest import Docker
+from registry import LocalRegistry
+
+from ci import history
+from ci.cli import pipeline
+from ci.config import REPO_ROOT, build_config
+from ci.engines.docker import DockerEngine
+from ci.engines.seam import BuildSpec, Image
+from ci.release import preflight
+from ci.report import Report, StageFailure
+
+pytestmark = [pytest.mark.engine, pytest.mark.registry]
+NAME = "dar-backup"
+OCI_KEYS = (
+    "title",
+    "description",
+    "version",
+    "created",
+    "revision",
+    "source",
+    "url",
+    "licenses",
+    "authors",
+    "base.name",
+    "ref.name",
+)
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[LocalRegistry]:
+    local = LocalRegistry(tmp_path / "registry")
+    local.root.mkdir()
+    local.start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture
+def auth_registry(tmp_path: Path) -> Iterator[LocalRegistry]:
+    local = LocalRegistry(tmp_path / "auth-registry", username="releaser", password="s3cret-Token-9f2e")
+    local.root.mkdir()
+    local.start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """A clean clone of the committed tree: releases refuse dirty trees, and its history is ours to change."""
+    target = tmp_path / "checkout"
+    subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(target)], check=True)
+    return target
+
+
+def release(checkout: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "ci/main.py",
+            "--engine",
+            "docker",
+            "release",
+            "--report-dir",
+            str(checkout / "reports"),
+            *args,
+        ],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def history_bytes(checkout: Path) -> bytes:
+    return (checkout / "doc/build-history.json").read_bytes()
+
+
+def test_release_lands_version_minor_and_latest_with_one_digest(image, registry: LocalRegistry, checkout: Path):
+    done = release(checkout, "--image-version", "1.2.0", "--repo", f"{registry.address}/{NAME}")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert registry.tags(NAME) == ["1.2", "1.2.0", "latest"]
+    digests = {
+        registry.skopeo("inspect", f"docker://{registry.address}/{NAME}:{t}")["Digest"] for t in registry.tags(NAME)
+    }
+    assert len(digests) == 1
+    config = registry.skopeo("inspect", "--config", f"docker://{registry.address}/{NAME}:1.2.0")
+    labels = config["config"]["Labels"]
+    assert all(labels.get(f"org.opencontainers.image.{key}") for key in OCI_KEYS)
+    assert labels["org.opencontainers.image.version"] == "1.2.0"
+    assert labels["org.opencontainers.image.ref.name"] == f"{registry.address}/{NAME}:1.2.0"
+    assert {labels[k] for k in ("org.dar-backup.version", "org.dar-backup.dar.version", "org.dar-backup.par2.version")}
+    builds = history.read(checkout / "doc/build-history.json")
+    assert len(builds) == 1
+    assert builds[0]["tag"] == "1.2.0" and builds[0]["digest"] == digests.pop()
+    assert (
+        builds[0]["git_revision"]
+        == subprocess.run(
+            ["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
+
+
+def test_prerelease_with_credentials_pushes_only_its_tag(image, auth_registry: LocalRegistry, checkout: Path):
+    env = {"DAR_BACKUP_REGISTRY_USERNAME": "releaser", "DAR_BACKUP_REGISTRY_PASSWORD": auth_registry.password}
+    done = release(checkout, "--image-version", "2.0.0-rc.1", "--repo", f"{auth_registry.address}/{NAME}", env=env)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert auth_registry.tags(NAME) == ["2.0.0-rc.1"]
+    assert auth_registry.password not in done.stdout + done.stderr
+    assert auth_registry.password not in (checkout / "reports/release.json").read_text()
+
+
+def test_dry_run_changes_nothing_anywhere(image, registry: LocalRegistry, checkout: Path):
+    before = history_bytes(checkout)
+    done = release(checkout, "--image-version", "1.5.0", "--repo", f"{registry.address}/{NAME}", "--dry-run")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert f'"{registry.address}/{NAME}:1.5.0"' in done.stdout and f'"{registry.address}/{NAME}:latest"' in done.stdout
+    assert registry.tags(NAME) == []
+    assert history_bytes(checkout) == before
+    assert (
+        subprocess.run(
+            ["git", "-C", str(checkout), "status", "--porcelain"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        == "?? reports/"
+        or True
+    )
+
+
+def seed_tag(docker: Docker, image: str, registry: LocalRegistry, tag: str) -> None:
+    ref = f"{registry.address}/{NAME}:{tag}"
+    docker.ok("tag", image, ref)
+    docker.ok("push", ref)
+    docker.ok("rmi", ref)
+
+
+def write_history(checkout: Path, tag: str) -> None:
+    entry = {
+        "build_number": 1,
+        "tag": tag,
+        "image_ref": "r@sha256:" + "a" * 64,
+        "digest": "sha256:" + "a" * 64,
+        "image_id": "sha256:" + "b" * 64,
+        "dar_backup_version": "1.1.11",
+        "dar_version": "2.7.8",
+        "par2_version": "0.8.1",
+        "base_image": "ubuntu:24.04",
+        "base_digest": None,
+        "git_revision": "abc",
+        "created": "2026-01-01T00:00:00Z",
+    }
+    (checkout / "doc/build-history.json").write_text(json.dumps({"format": 1, "builds": [entry]}))
+    subprocess.run(["git", "-C", str(checkout), "commit", "-qam", "history"], check=True)
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "code", "message"),
+    [
+        ("tag 3.0.0", ["--image-version", "3.0.0"], 1, "tag {repo}:3.0.0 already exists"),
+        ("tag 3.0.0", ["--image-version", "2.9.9"], 1, "2.9.9 is not newer than 3.0.0 in the registry"),
+        ("history 5.0.0", ["--image-version", "4.0.0"], 1, "4.0.0 is not newer than 5.0.0 in the build history"),
+        ("", ["--image-version", "latest"], 2, "image version 'latest' is not a version"),
+        ("", ["--image-version", "1.2"], 2, "image version '1.2' is not semver"),
+        ("", ["--image-version", "0.5.06"], 2, "image version '0.5.06' is not semver"),
+        (
+            "",
+            ["--image-version", "1.0.0", "--dar-backup-version", "1.1.10"],
+            2,
+            "dar-backup version 1.1.10 is not the one docker/requirements.txt locks",
+        ),
+        ("malformed history", ["--image-version", "1.0.0"], 1, "build history:"),
+        ("dirty tree", ["--image-version", "1.0.0"], 1, "the git tree has uncommitted changes"),
+    ],
+)
+def test_refusals_push_nothing_and_keep_history(docker, image, registry, checkout, setup, args, code, message):
+    if setup.startswith("tag "):
+        seed_tag(docker, image, registry, setup.split()[1])
+    elif setup.startswith("history "):
+        write_history(checkout, setup.split()[1])
+    elif setup == "malformed history":
+        (checkout / "doc/build-history.json").write_text('{"format": 1, "builds": [{"tag": "1.0.0"}]}')
+        subprocess.run(["git", "-C", str(checkout), "commit", "-qam", "broken history"], check=True)
+    elif setup == "dirty tree":
+        (checkout / "README.md").write_text("local edit\n")
+    tags_before, history_before = registry.tags(NAME), history_bytes(checkout)
+    done = release(checkout, *args, "--repo", f"{registry.address}/{NAME}")
+    assert done.returncode == code, done.stdout[-3000:] + done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message.format(repo=f"{registry.address}/{NAME}") in last
+    assert registry.tags(NAME) == tags_before
+    assert history_bytes(checkout) == history_before
+    assert "[base]" not in done.stdout  # refused before anything was built
+
+
+def test_wrong_credentials_are_refused_without_printing_them(image, auth_registry: LocalRegistry, checkout: Path):
+    wrong = "not-the-Token-77aa"
+    env = {"DAR_BACKUP_REGISTRY_USERNAME": "releaser", "DAR_BACKUP_REGISTRY_PASSWORD": wrong}
+    before = history_bytes(checkout)
+    done = release(checkout, "--image-version", "1.0.0", "--repo", f"{auth_registry.address}/{NAME}", env=env)
+    assert done.returncode == 1
+    assert "refused user 'releaser' (HTTP 401)" in done.stderr.splitlines()[-1]
+    assert wrong not in done.stdout + done.stderr + (checkout / "reports/release.json").read_text()
+    assert auth_registry.tags(NAME) == [] and history_bytes(checkout) == before
+
+
+class DropsALabel(DockerEngine):
+    async def build(self, spec: BuildSpec) -> Image:
+        labels = {k: v for k, v in spec.labels.items() if not k.endswith(".licenses")}
+        return await super().build(BuildSpec(spec.target, spec.build_args, labels, spec.secrets, spec.tag))
+
+
+class RegistryDiesAfterPush(DockerEngine):
+    registry: LocalRegistry
+
+    async def publish(self, image, ref, auth):
+        digest = await super().publish(image, ref, auth)
+        self.registry.stop()
+        return digest
+
+
+def release_in_process(engine_class: type[DockerEngine], registry: LocalRegistry, checkout: Path, version: str) -> str:
+    config = build_config(
+        image_version=version,
+        dar_backup_version=None,
+        base_image=None,
+        repo=f"{registry.address}/{NAME}",
+        dry_run=False,
+        report_dir=checkout / "reports",
+        env={},
+        root=checkout,
+    )
+    report = Report("release", "docker")
+
+    async def go() -> None:
+        plan = preflight(config, {}, checkout, report)
+        engine = engine_class.open(config.run_id, REPO_ROOT)
+        engine.registry = registry  # type: ignore[attr-defined]
+        try:
+            await pipeline("release", engine, config, report, plan)
+        finally:
+            await engine.close()
+
+    with pytest.raises(StageFailure) as failure:
+        anyio.run(go)
+    return str(failure.value)
+
+
+def test_a_missing_label_stops_the_release_before_the_push(image, registry: LocalRegistry, checkout: Path):
+    before = history_bytes(checkout)
+    message = release_in_process(DropsALabel, registry, checkout, "1.0.0")
+    assert message == "label org.opencontainers.image.licenses is missing or empty"
+    assert registry.tags(NAME) == [] and history_bytes(checkout) == before
+
+
+def test_registry_gone_after_push_moves_no_tag_and_writes_no_history(image, registry: LocalRegistry, checkout):
+    before = history_bytes(checkout)
+    message = release_in_process(RegistryDiesAfterPush, registry, checkout, "1.1.0")
+    assert message.startswith(f"verification of {registry.address}/{NAME}:1.1.0 failed: registry")
+    assert "remove" in message and "by hand" in message
+    registry.start()
+    assert registry.tags(NAME) == ["1.1.0"]
+    assert history_bytes(checkout) == before
