@@ -79,6 +79,6 @@ class LocalRegistry:
         try:
             return sorted(self.skopeo("list-tags", f"docker://{self.address}/{name}")["Tags"] or [])
         except subprocess.CalledProcessError as err:
-            if "name unknown" in err.stderr or "repository name not known" in err.stderr.lower():
+            if "404 (Not Found)" in err.stderr:  # the repository has no tags yet
                 return []
             raise
