@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from registry import LocalRegistry
+
+from ci.config import REPO_ROOT
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -18,3 +25,31 @@ def pytest_runtest_makereport(item, call):
     if report.skipped and os.environ.get("DAR_BACKUP_CI_NO_SKIP") == "1" and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = f"skipped, but DAR_BACKUP_CI_NO_SKIP=1 forbids skips here: {report.longrepr}"
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[LocalRegistry]:
+    """A real registry (Debian's docker-registry) on a free loopback port, stopped afterwards."""
+    local = LocalRegistry(tmp_path / "registry")
+    local.root.mkdir()
+    local.start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture
+def auth_registry(tmp_path: Path) -> Iterator[LocalRegistry]:
+    """The same with htpasswd authentication."""
+    local = LocalRegistry(tmp_path / "auth-registry", username="releaser", password="s3cret-Token-9f2e")
+    local.root.mkdir()
+    local.start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """A clean clone of the committed tree: releases refuse dirty trees, and its history is ours to change."""
+    target = tmp_path / "checkout"
+    subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(target)], check=True)
+    return target

@@ -13,6 +13,7 @@ from dagger.client._core import Context
 from ci.cli import pipeline
 from ci.config import TOOL_LABELS, RunConfig, build_config, oci_labels
 from ci.engines.dagger import CACHE_BUSTER, dagger_engine
+from ci.release import preflight
 from ci.report import Report, StageFailure
 from ci.scenario import PATHS
 from recording import Chain, RecordingConnection, RecordingSession, calls
@@ -137,3 +138,64 @@ def test_scripted_nonzero_exit_fails_the_stage_as_on_docker(schema, tmp_path, mo
 def test_corruption_that_dar_does_not_notice_fails_the_stage(schema, tmp_path, monkeypatch):
     with pytest.raises(StageFailure, match=r"dar -t passed on corrupted"):
         run_pipeline(schema, World(exit_codes={"dar -t": 0}), "test", tmp_path, monkeypatch)
+
+
+def release_on_dagger(schema, registry, checkout: Path, env: dict[str, str], dry_run: bool):
+    """Run the release stages on the recording session; the host-side gates talk to a real registry."""
+    session = RecordingSession(schema, World().answer)
+    client = dagger.Client(Context(conn=RecordingConnection(session)))
+    config = build_config(
+        image_version="3.1.0",
+        dar_backup_version=None,
+        base_image=None,
+        repo=f"{registry.address}/dar-backup",
+        dry_run=dry_run,
+        report_dir=checkout / "reports",
+        env={},
+        root=checkout,
+    )
+    report = Report("release", "dagger")
+
+    async def go() -> None:
+        plan = preflight(config, env, checkout, report)
+        async with dagger_engine(config.run_id, client=client) as engine:
+            await pipeline("release", engine, config, report, plan)
+
+    failure = None
+    try:
+        anyio.run(go)
+    except StageFailure as err:
+        failure = err
+    return Recorded(session, config, report, checkout), failure
+
+
+def test_release_dry_run_on_dagger_gates_and_publishes_nothing(schema, registry, checkout, capsys):
+    before = (checkout / "doc/build-history.json").read_bytes()
+    recorded, failure = release_on_dagger(schema, registry, checkout, {}, dry_run=True)
+    assert failure is None
+    assert [s.name for s in recorded.report.steps][-2:] == [
+        "label gate and version gate on the tested image",
+        "dry run: what a release would publish",
+    ]
+    assert [leaf for _, leaf in recorded.session.answered if leaf == "publish"] == []
+    assert f'"{registry.address}/dar-backup:3.1"' in capsys.readouterr().out
+    assert registry.tags("dar-backup") == []
+    assert (checkout / "doc/build-history.json").read_bytes() == before
+
+
+def test_release_on_dagger_publishes_by_secret_reference_and_fails_closed(schema, auth_registry, checkout, monkeypatch):
+    password = auth_registry.password
+    monkeypatch.setenv("DAR_BACKUP_REGISTRY_PASSWORD", password)
+    env = {"DAR_BACKUP_REGISTRY_USERNAME": "releaser", "DAR_BACKUP_REGISTRY_PASSWORD": password}
+    recorded, failure = release_on_dagger(schema, auth_registry, checkout, env, dry_run=False)
+    # The scripted engine reports a digest the real registry never received: verification refuses it.
+    assert failure is not None
+    assert str(failure).startswith(f"verification of {auth_registry.address}/dar-backup:3.1.0 failed")
+    published = [chain for chain, leaf in recorded.session.answered if leaf == "publish"]
+    assert len(published) == 1
+    auth = calls(published[0], "withRegistryAuth")
+    assert [(a["address"], a["username"]) for a in auth] == [(auth_registry.address, "releaser")]
+    assert recorded.session.expand(auth[0]["secret"]) == (("secret", {"uri": "env://DAR_BACKUP_REGISTRY_PASSWORD"}),)
+    assert all(password not in query for query in recorded.session.queries)
+    assert auth_registry.tags("dar-backup") == []
+    assert "append the build history" not in [s.name for s in recorded.report.steps]

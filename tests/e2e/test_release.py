@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -37,32 +36,6 @@ OCI_KEYS = (
     "base.name",
     "ref.name",
 )
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[LocalRegistry]:
-    local = LocalRegistry(tmp_path / "registry")
-    local.root.mkdir()
-    local.start()
-    yield local
-    local.stop()
-
-
-@pytest.fixture
-def auth_registry(tmp_path: Path) -> Iterator[LocalRegistry]:
-    local = LocalRegistry(tmp_path / "auth-registry", username="releaser", password="s3cret-Token-9f2e")
-    local.root.mkdir()
-    local.start()
-    yield local
-    local.stop()
-
-
-@pytest.fixture
-def checkout(tmp_path: Path) -> Path:
-    """A clean clone of the committed tree: releases refuse dirty trees, and its history is ours to change."""
-    target = tmp_path / "checkout"
-    subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(target)], check=True)
-    return target
 
 
 def release(checkout: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
