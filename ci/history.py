@@ -79,7 +79,7 @@ def read(path: Path) -> list[dict[str, Any]]:
 
 
 def next_entry(builds: list[dict[str, Any]], values: Mapping[str, Any]) -> dict[str, Any]:
-    entry = {"build_number": len(builds) + 1, **values}
+    entry = {**values, "build_number": len(builds) + 1}
     validate_entry(entry, "new entry")
     return entry
 

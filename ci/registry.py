@@ -132,11 +132,13 @@ class Registry:
             raise RegistryError(f"tagging {self.repo}:{tag}: HTTP {put.status}")
         return put.headers.get("docker-content-digest", digest)
 
-    def delete(self, digest: str) -> bool:
-        """Remove a manifest; False where the registry does not allow deletes."""
+    def delete(self, digest: str) -> str:
+        """Remove a manifest: "removed", "absent" (nothing to remove) or "not allowed" by this registry."""
         answer = self.request("DELETE", f"manifests/{digest}")
         if answer.status in (200, 202):
-            return True
-        if answer.status in (404, 405):
-            return False
+            return "removed"
+        if answer.status == 404:
+            return "absent"
+        if answer.status == 405:
+            return "not allowed"
         raise RegistryError(f"deleting {digest}: HTTP {answer.status}")

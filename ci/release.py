@@ -174,7 +174,11 @@ async def verify_or_withdraw(
 
 def withdraw(plan: Plan, digest: str) -> str:
     try:
-        removed = plan.registry.delete(digest)
+        outcome = plan.registry.delete(digest)
     except RegistryError as err:
         return f"could not remove the candidate tag ({err}): remove {plan.ref} by hand"
-    return f"removed {plan.ref}" if removed else f"the registry does not allow deletes: remove {plan.ref} by hand"
+    return {
+        "removed": f"removed {plan.ref}",
+        "absent": f"{plan.ref} is not in the registry",
+        "not allowed": f"the registry does not allow deletes: remove {plan.ref} by hand",
+    }[outcome]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +15,8 @@ SHELL_SCRIPTS = ["docker/entrypoint.sh", "scripts/run-backup.sh", "scripts/dev",
 
 
 def tool(name: str) -> str:
-    found = shutil.which(name)
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
     assert found, f"{name} is not installed: pip install -e '.[dev]'"
     return found
 

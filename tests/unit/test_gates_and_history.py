@@ -1,0 +1,124 @@
+import json
+
+import pytest
+import semver
+
+from ci import history
+from ci.gates import floating_tags, label_gate, newer_than_all, version_gate
+from ci.registry import base_url, split_repo
+
+V = semver.Version.parse
+
+
+def test_label_gate_names_missing_empty_and_different_labels():
+    expected = {"a": "1", "b": "2", "c": "3", "d": "4"}
+    found = {"a": "1", "b": "", "c": "x", "d": None}
+    assert label_gate(found, expected) == [
+        "label b is missing or empty",
+        "label c is 'x', the run declared '3'",
+        "label d is missing or empty",
+    ]
+    assert label_gate(expected, expected) == []
+
+
+def test_version_gate_compares_every_declared_tool():
+    declared = {"dar-backup": "1.1.11", "dar": "2.7.8", "par2": "0.8.1"}
+    assert version_gate(declared, declared) == []
+    assert version_gate({**declared, "dar": "2.7.9"}, declared) == ["dar --version says '2.7.9', declared '2.7.8'"]
+
+
+@pytest.mark.parametrize(
+    ("version", "history_tags", "registry_tags", "problems"),
+    [
+        ("1.2.0", ["1.1.0"], ["1.1.0", "1.1", "latest"], 0),
+        ("1.1.0", ["1.1.0"], [], 1),
+        ("1.0.9", [], ["1.1.0-rc.1"], 1),
+        ("1.1.0", [], ["1.1.0-rc.1"], 0),
+        ("1.1.0-rc.2", [], ["1.1.0-rc.1"], 0),
+        ("2.0.0", ["3.0.0"], ["4.0.0"], 2),
+    ],
+)
+def test_version_must_be_newer_than_history_and_registry(version, history_tags, registry_tags, problems):
+    assert len(newer_than_all(V(version), history_tags, registry_tags)) == problems
+
+
+def test_prereleases_move_no_floating_tag():
+    assert floating_tags(V("1.4.2")) == ["1.4", "latest"]
+    assert floating_tags(V("1.5.0-rc.1")) == []
+
+
+ENTRY = {
+    "build_number": 1,
+    "tag": "1.0.0",
+    "image_ref": "r@sha256:" + "a" * 64,
+    "digest": "sha256:" + "a" * 64,
+    "image_id": "sha256:" + "b" * 64,
+    "dar_backup_version": "1.1.11",
+    "dar_version": "2.7.8",
+    "par2_version": "0.8.1",
+    "base_image": "ubuntu:24.04",
+    "base_digest": None,
+    "git_revision": "abc",
+    "created": "2026-01-01T00:00:00Z",
+}
+
+
+def test_history_round_trip_appends_one_entry(tmp_path):
+    path = tmp_path / "doc/build-history.json"
+    assert history.read(path) == []
+    history.append(path, history.next_entry([], {k: v for k, v in ENTRY.items() if k != "build_number"}))
+    second = history.next_entry(history.read(path), {**ENTRY, "tag": "1.1.0"} | {"build_number": 0})
+    assert second["build_number"] == 2
+    history.append(path, second)
+    assert [b["tag"] for b in history.read(path)] == ["1.0.0", "1.1.0"]
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ("not json", "not valid JSON"),
+        ([], "expected"),
+        ({"format": 2, "builds": []}, "expected"),
+        ({"format": 1, "builds": [{"tag": "1.0.0"}]}, "missing keys"),
+        ({"format": 1, "builds": [{**ENTRY, "tag": "latest"}]}, "not semver"),
+        ({"format": 1, "builds": [{**ENTRY, "build_number": 3}]}, "should be 1"),
+        ({"format": 1, "builds": [{**ENTRY, "digest": "md5:x"}]}, "not sha256"),
+        ({"format": 1, "builds": [ENTRY, {**ENTRY, "build_number": 2}]}, "appears twice"),
+        ({"format": 1, "builds": [{**ENTRY, "build_number": True}]}, "wrong type"),
+    ],
+)
+def test_malformed_history_is_refused_and_left_alone(tmp_path, document, message):
+    path = tmp_path / "build-history.json"
+    text = document if isinstance(document, str) else json.dumps(document)
+    path.write_text(text)
+    with pytest.raises(history.HistoryError, match=message):
+        history.read(path)
+    with pytest.raises(history.HistoryError):
+        history.append(path, dict(ENTRY))
+    assert path.read_text() == text
+
+
+def test_repository_history_file_is_valid():
+    from ci.config import REPO_ROOT
+
+    history.read(REPO_ROOT / "doc/build-history.json")
+
+
+@pytest.mark.parametrize(
+    ("repo", "host", "name"),
+    [
+        ("127.0.0.1:5000/dar-backup", "127.0.0.1:5000", "dar-backup"),
+        ("per2jensen/dar-backup", "registry-1.docker.io", "per2jensen/dar-backup"),
+        ("docker.io/per2jensen/dar-backup", "registry-1.docker.io", "per2jensen/dar-backup"),
+        ("ghcr.io/org/team/dar-backup", "ghcr.io", "org/team/dar-backup"),
+        ("localhost/x", "localhost", "x"),
+    ],
+)
+def test_repo_split(repo, host, name):
+    assert split_repo(repo) == (host, name)
+
+
+def test_plain_http_only_on_loopback():
+    assert base_url("127.0.0.1:5000") == "http://127.0.0.1:5000"
+    assert base_url("localhost:5000") == "http://localhost:5000"
+    assert base_url("ghcr.io") == "https://ghcr.io"
