@@ -55,7 +55,9 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument(
         "--repo", default=env.get("DAR_BACKUP_REPO"), help="REGISTRY/NAME the image is released to [DAR_BACKUP_REPO]"
     )
-    p.add_argument("--dry-run", action="store_true", help="do everything but publish or write history")
+    p.add_argument(
+        "--dry-run", action="store_true", help="release: gate, build and test, but push nothing and write no history"
+    )
     p.add_argument(
         "--report-dir",
         type=Path,

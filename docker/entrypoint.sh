@@ -102,17 +102,20 @@ asks_only_for_help() {
 	return 1
 }
 
-# Definitions whose catalog database does not exist yet, one a line, read with dar-backup's
-# own config parser so MANAGER_DB_DIR is honoured.
+# Definitions whose catalog database does not exist yet, one a line. Reads the config as
+# dar-backup's ConfigSettings does (MANAGER_DB_DIR, expanded, else BACKUP_DIR) with the standard
+# library only: importing dar_backup here would cost about a second on every start.
 missing_catalogs() {
 	python3 - "$1" <<'PY'
-import os, sys
-from dar_backup.config_settings import ConfigSettings
-from dar_backup.manager import DB_SUFFIX, get_db_dir
-settings = ConfigSettings(sys.argv[1])
-db_dir = get_db_dir(settings)
-for name in sorted(os.listdir(settings.backup_d_dir)):
-    if os.path.isfile(os.path.join(settings.backup_d_dir, name)) and not os.path.exists(os.path.join(db_dir, name + DB_SUFFIX)):
+import configparser, os, sys
+config = configparser.ConfigParser(inline_comment_prefixes=["#"])
+if not config.read(sys.argv[1]):
+    sys.exit(1)
+dirs = config["DIRECTORIES"]
+db_dir = os.path.expanduser(os.path.expandvars(dirs["MANAGER_DB_DIR"])) if dirs.get("MANAGER_DB_DIR") else dirs["BACKUP_DIR"]
+definitions = dirs["BACKUP.D_DIR"]
+for name in sorted(os.listdir(definitions)):
+    if os.path.isfile(os.path.join(definitions, name)) and not os.path.exists(os.path.join(db_dir, name + ".db")):
         print(name)
 PY
 }

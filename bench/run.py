@@ -1,0 +1,292 @@
+"""Benchmarks for the image and its pipeline: figures with targets, as a table and as JSON.
+
+    python bench/run.py [--large] [--cold-runs N] [--out reports/bench.json]
+
+The machine is shared and noisy, so timings are medians and the overhead figure is a ratio
+measured within one run. Everything created here (images tagged :bench, volumes, temp dirs,
+the native dar-backup venv) is removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import anyio
+
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from ci.config import REPO_ROOT  # noqa: E402
+from ci.engines.docker import DockerEngine  # noqa: E402
+from ci.engines.local import apt_install, ensure_base_image  # noqa: E402
+from ci.engines.seam import Image, Mount  # noqa: E402
+from ci.manifest import MANIFEST_SCRIPT, compare, empty_dirs, parse  # noqa: E402
+from ci.versions import locked_dar_backup_version  # noqa: E402
+
+SCALES = {"100 MB": (100, 1_000), "500 MB": (500, 5_000), "2 GiB": (2_048, 20_000)}
+DEFINITION = "-am\n-R {root}\n-g data\n-z5\n-n\n--slice 1G\n"
+CONFIG = """[MISC]
+LOGFILE_LOCATION = {root}/backups/dar-backup.log
+MAX_SIZE_VERIFICATION_MB = 20
+MIN_SIZE_VERIFICATION_MB = 1
+NO_FILES_VERIFICATION = 5
+COMMAND_TIMEOUT_SECS = 86400
+[DIRECTORIES]
+BACKUP_DIR = {root}/backups
+BACKUP.D_DIR = {root}/backup.d
+TEST_RESTORE_DIR = {root}/restore
+[AGE]
+DIFF_AGE = 100
+INCR_AGE = 40
+[PAR2]
+ERROR_CORRECTION_PERCENT = 5
+ENABLED = True
+[PREREQ]
+[POSTREQ]
+"""
+# `python3 -c GENERATOR ROOT SIZE_MB FILES ROUND`: round 0 writes SIZE_MB in FILES files (half
+# random, half text); rounds 1 and 2 rewrite about 10 % and 5 % of them.
+GENERATOR = r"""
+import os, random, sys
+root, size_mb, files, rnd = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+rng = random.Random(rnd)
+per_file = size_mb * 2**20 // files
+words = b"dar par2 backup restore slice catalog archive diff incr".split()
+for i in range(files):
+    if rnd and rng.random() > (0.10 if rnd == 1 else 0.05):
+        continue
+    path = os.path.join(root, "data", f"d{i % 50:02d}", f"f{i:05d}.{'bin' if i % 2 else 'txt'}")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    data = rng.randbytes(per_file) if i % 2 else b" ".join(rng.choices(words, k=per_file // 5))[:per_file]
+    with open(path, "wb") as handle:
+        handle.write(data)
+"""
+
+Run = Callable[[list[str]], Awaitable[str]]
+
+
+@dataclass
+class Figure:
+    name: str
+    value: float
+    unit: str
+    target: str
+    passed: bool | None
+
+    def row(self) -> str:
+        verdict = {True: "pass", False: "falls short", None: "-"}[self.passed]
+        return f"{self.name:<46} {self.value:>10.2f} {self.unit:<5} {self.target:<20} {verdict}"
+
+
+def check(argv: list[str], **kwargs: object) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
+    if done.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(argv[:4])} … exited {done.returncode}: {done.stderr.strip()[-500:]}")
+    return str(done.stdout) + str(done.stderr)
+
+
+def rebuilt_steps(log: str) -> int:
+    """RUN/COPY steps BuildKit executed rather than took from its cache."""
+    steps = set(re.findall(r"^#(\d+) \[[^\]]+\] (?:RUN|COPY)", log, re.M))
+    return len(steps - set(re.findall(r"^#(\d+) CACHED", log, re.M)))
+
+
+async def story(run: Run, root: str, size_mb: int, files: int) -> dict[str, float]:
+    """FULL → DIFF → INCR → restore → compare on one data set; seconds per step."""
+    seconds: dict[str, float] = {}
+    for number, flag in enumerate(("-F", "-D", "-I")):
+        await run(["python3", "-c", GENERATOR, root, str(size_mb), str(files), str(number)])
+        started = time.monotonic()
+        await run(["dar-backup", flag, "-d", "bench"])
+        seconds[{"-F": "FULL", "-D": "DIFF", "-I": "INCR"}[flag]] = time.monotonic() - started
+    archives = sorted(
+        (n.removesuffix(".1.dar") for n in (await run(["ls", f"{root}/backups"])).split() if n.endswith(".1.dar")),
+        key=lambda name: ["FULL", "DIFF", "INCR"].index(name.split("_")[1]),
+    )
+    started = time.monotonic()
+    for position, archive in enumerate(archives):
+        extra = ["--overwrite-restore-target"] if position else []
+        await run(["dar-backup", "-r", archive, "--restore-dir", f"{root}/scratch", *extra])
+    seconds["restore"] = time.monotonic() - started
+    started = time.monotonic()
+    expected = parse(await run(["sh", "-c", MANIFEST_SCRIPT, "sh", f"{root}/data"]))
+    got = parse(await run(["sh", "-c", MANIFEST_SCRIPT, "sh", f"{root}/scratch/data"]))
+    written = sum(1 for entry in expected.values() if entry.kind == "f")
+    if written != files:
+        raise SystemExit(f"bench: expected {files} files in {root}/data, found {written}")
+    problems = compare(expected, got, may_be_missing=empty_dirs(expected))
+    seconds["compare"] = time.monotonic() - started
+    if problems:
+        raise SystemExit(f"bench: the restore differs from the data: {problems[:3]}")
+    return seconds
+
+
+async def in_image(engine: DockerEngine, image: Image, size_mb: int, files: int) -> dict[str, float]:
+    """The story through the pipeline's engine: one container per command, run volumes."""
+    roles = ("data", "backups", "backup.d", "restore", "scratch")
+    mounts = [Mount(await engine.volume(f"bench-{size_mb}-{role}"), f"/{role}") for role in roles]
+    await engine.run(image, ["chown", "1000:1000", *(f"/{r}" for r in roles)], mounts=mounts)
+
+    async def run(argv: list[str]) -> str:
+        result = await engine.run(image, argv, mounts=mounts, use_entrypoint=True)
+        if not result.ok:
+            raise SystemExit(f"bench: {' '.join(argv[:3])} exited {result.exit_code}: {result.tail(5)}")
+        return result.stdout
+
+    definition = DEFINITION.format(root="/")
+    await run(["sh", "-c", 'printf "%s" "$1" > /backup.d/bench', "sh", definition])
+    return await story(run, "/", size_mb, files)
+
+
+async def natively(venv: Path, size_mb: int, files: int) -> dict[str, float]:
+    """The same commands on the host, with dar, par2 and the same locked dar-backup."""
+    with tempfile.TemporaryDirectory(prefix="dar-backup-bench-") as tmp:
+        root = Path(tmp)
+        for role in ("data", "backups", "backup.d", "restore", "scratch"):
+            (root / role).mkdir()
+        (root / "backup.d/bench").write_text(DEFINITION.format(root=root))
+        (root / "dar-backup.conf").write_text(CONFIG.format(root=root))
+        env = {
+            **os.environ,
+            "PATH": f"{venv}/bin:{os.environ['PATH']}",
+            "DAR_BACKUP_CONFIG_FILE": f"{root}/dar-backup.conf",
+        }
+
+        async def run(argv: list[str]) -> str:
+            done = await anyio.run_process(argv, env=env, check=False)
+            if done.returncode != 0:
+                raise SystemExit(f"bench: native {' '.join(argv[:3])} exited {done.returncode}")
+            return done.stdout.decode("utf-8", "surrogateescape")
+
+        await run(["manager", "--create-db"])
+        return await story(run, str(root), size_mb, files)
+
+
+def native_venv(where: Path) -> Path:
+    for tool in ("dar", "par2"):
+        if shutil.which(tool) is None:
+            apt_install("dar", "par2")
+    check([sys.executable, "-m", "venv", str(where)])
+    check([f"{where}/bin/pip", "install", "-q", "--require-hashes", "-r", str(REPO_ROOT / "docker/requirements.txt")])
+    return where
+
+
+def build_figures(client: str, base: str, version: str, cold_runs: int) -> list[Figure]:
+    env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+    secret = ["--secret", f"id=pip_cert,src={os.environ['PIP_CERT']}"] if os.environ.get("PIP_CERT") else []
+
+    def build(*extra: str) -> tuple[float, str]:
+        started, log = time.monotonic(), ""
+        for target in ("base", "final"):
+            log += check(
+                [
+                    client,
+                    "build",
+                    "--progress=plain",
+                    "-f",
+                    "docker/Dockerfile",
+                    "--target",
+                    target,
+                    "-t",
+                    f"dar-backup:bench-{target}",
+                    "--build-arg",
+                    f"BASE_IMAGE={base}",
+                    "--build-arg",
+                    f"DAR_BACKUP_VERSION={version}",
+                    *secret,
+                    *extra,
+                    ".",
+                ],
+                cwd=REPO_ROOT,
+                env=env,
+            )
+        return time.monotonic() - started, log
+
+    cold = statistics.median(build("--no-cache")[0] for _ in range(cold_runs))
+    warm, _ = build()
+    scenario = REPO_ROOT / "ci/scenario.py"
+    os.utime(scenario)  # a file only the test stage reads
+    touched, log = build()
+    size = int(check([client, "image", "inspect", "-f", "{{.Size}}", "dar-backup:bench-final"]))
+    base_size = int(check([client, "image", "inspect", "-f", "{{.Size}}", base]))
+    over = (size - base_size) / 1e6
+    return [
+        Figure(f"cold build base+final (median of {cold_runs})", cold, "s", "reported", None),
+        Figure("no-change rebuild", warm, "s", "< 2 s", warm < 2),
+        Figure("rebuild after a test-only change", touched, "s", "reported", None),
+        Figure("  image steps rebuilt by it", rebuilt_steps(log), "steps", "0", rebuilt_steps(log) == 0),
+        Figure("final image size", size / 1e6, "MB", "reported", None),
+        Figure("final image over its base", over, "MB", "< 55 MB", over < 55),
+    ]
+
+
+async def story_figures(client: str, large: bool, venv: Path) -> list[Figure]:
+    engine = DockerEngine(f"bench{os.getpid()}", REPO_ROOT, client)
+    image_id = check([client, "image", "inspect", "-f", "{{.Id}}", "dar-backup:bench-final"]).strip()
+    image = Image(image_id, "dar-backup:bench-final", image_id)
+    figures: list[Figure] = []
+    totals: dict[str, float] = {}
+    try:
+        for label, (size_mb, files) in SCALES.items():
+            if label == "2 GiB" and not large:
+                continue
+            seconds = await in_image(engine, image, size_mb, files)
+            totals[label] = sum(seconds.values())
+            for step, value in seconds.items():
+                rate = f" ({size_mb / value:.0f} MB/s)" if step in ("FULL", "restore") else ""
+                figures.append(Figure(f"{label}: {step}{rate}", value, "s", "reported", None))
+            if label == "100 MB":
+                native = await natively(venv, size_mb, files)
+                ratio = sum(seconds[k] for k in native if k != "compare") / sum(
+                    v for k, v in native.items() if k != "compare"
+                )
+                figures.append(
+                    Figure("test-stage overhead, image vs native (100 MB)", ratio, "x", "<= 1.3x", ratio <= 1.3)
+                )
+        if "2 GiB" in totals:
+            growth = totals["2 GiB"] / totals["100 MB"]
+            figures.append(Figure("2 GiB time / 100 MB time", growth, "x", "<= 22x", growth <= 22))
+        if "500 MB" in totals:
+            figures.append(Figure("500 MB time / 100 MB time", totals["500 MB"] / totals["100 MB"], "x", "~5x", None))
+    finally:
+        await engine.close()
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--large", action="store_true", help="also run the 2 GiB case")
+    parser.add_argument("--cold-runs", type=int, default=3, help="cold builds to take the median of (default 3)")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports/bench.json")
+    args = parser.parse_args()
+    engine = DockerEngine.open("bench", REPO_ROOT)
+    base = ensure_base_image(engine.client, os.environ.get("BASE_IMAGE", "ubuntu:24.04")).ref
+    version = locked_dar_backup_version(REPO_ROOT / "docker/requirements.txt")
+    with tempfile.TemporaryDirectory(prefix="dar-backup-bench-venv-") as venv_dir:
+        figures = build_figures(engine.client, base, version, args.cold_runs)
+        figures += anyio.run(story_figures, engine.client, args.large, native_venv(Path(venv_dir)))
+    check([engine.client, "rmi", "dar-backup:bench-final", "dar-backup:bench-base"])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures.append(Figure("peak memory of the benchmark process", peak, "MiB", "reported", None))
+    print(f"\n{'figure':<46} {'value':>10} {'unit':<5} {'target':<20} verdict")
+    print("\n".join(figure.row() for figure in figures))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps([asdict(f) for f in figures], indent=2) + "\n")
+    print(f"\nwritten to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
