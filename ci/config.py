@@ -23,6 +23,20 @@ AUTHORS = "dar-backup-image maintainers"
 DEFAULT_SOURCE = "https://github.com/per2jensen/dar-backup-image"
 
 OCI = "org.opencontainers.image"
+# Present on every final image; base.digest joins them when the base has a registry digest.
+REQUIRED_OCI_KEYS = (
+    "title",
+    "description",
+    "version",
+    "created",
+    "revision",
+    "source",
+    "url",
+    "licenses",
+    "authors",
+    "base.name",
+    "ref.name",
+)
 TOOL_LABELS = {
     "dar-backup": "org.dar-backup.version",
     "dar": "org.dar-backup.dar.version",

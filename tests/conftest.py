@@ -13,9 +13,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from registry import LocalRegistry
-
 from ci.config import REPO_ROOT
+from registry import LocalRegistry
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -17,6 +17,7 @@ from ci.release import preflight
 from ci.report import Report, StageFailure
 from ci.scenario import PATHS
 from recording import Chain, RecordingConnection, RecordingSession, calls
+from samples import release_config
 from world import World
 
 SECRET_TEXT = "-----BEGIN CERTIFICATE-----PLAINTEXT-MARKER-7f3a"
@@ -144,16 +145,7 @@ def release_on_dagger(schema, registry, checkout: Path, env: dict[str, str], dry
     """Run the release stages on the recording session; the host-side gates talk to a real registry."""
     session = RecordingSession(schema, World().answer)
     client = dagger.Client(Context(conn=RecordingConnection(session)))
-    config = build_config(
-        image_version="3.1.0",
-        dar_backup_version=None,
-        base_image=None,
-        repo=f"{registry.address}/dar-backup",
-        dry_run=dry_run,
-        report_dir=checkout / "reports",
-        env={},
-        root=checkout,
-    )
+    config = release_config(f"{registry.address}/dar-backup", checkout, "3.1.0", dry_run=dry_run)
     report = Report("release", "dagger")
 
     async def go() -> None:

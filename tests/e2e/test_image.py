@@ -11,10 +11,10 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import Docker, mounts
 
 from ci.config import REPO_ROOT
 from ci.versions import locked_dar_backup_version
+from conftest import Docker, mounts
 
 pytestmark = pytest.mark.engine
 RUN = ("run", "--rm", "--network", "none")

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import anyio
 import pytest
-from conftest import Docker
 
-from ci.config import REPO_ROOT, TOOL_LABELS, build_config
+from ci.config import REPO_ROOT, REQUIRED_OCI_KEYS, TOOL_LABELS, build_config
 from ci.engines.docker import RUN_LABEL, DockerEngine
 from ci.engines.seam import Image
 from ci.report import Report, StageFailure
 from ci.scenario import Level, Scenario
+from conftest import Docker
 
 pytestmark = pytest.mark.engine
 
@@ -80,20 +80,7 @@ def test_final_image_carries_the_declared_labels(docker: Docker, two_runs):
     assert labels[f"{oci}.licenses"] == "GPL-3.0-or-later"
     for tool, key in TOOL_LABELS.items():
         assert labels[key] == report["run"][f"{tool}_version"]
-    required = (
-        "title",
-        "description",
-        "version",
-        "created",
-        "revision",
-        "source",
-        "url",
-        "licenses",
-        "authors",
-        "base.name",
-        "ref.name",
-    )
-    assert all(labels.get(f"{oci}.{key}") for key in required)
+    assert all(labels.get(f"{oci}.{key}") for key in REQUIRED_OCI_KEYS)
 
 
 def test_bad_version_is_refused_before_any_build(tmp_path):

@@ -10,32 +10,20 @@ from pathlib import Path
 
 import anyio
 import pytest
-from conftest import Docker
-from registry import LocalRegistry
 
 from ci import history
 from ci.cli import pipeline
-from ci.config import REPO_ROOT, build_config
+from ci.config import REPO_ROOT, REQUIRED_OCI_KEYS
 from ci.engines.docker import DockerEngine
 from ci.engines.seam import BuildSpec, Image
 from ci.release import preflight
 from ci.report import Report, StageFailure
+from conftest import Docker
+from registry import LocalRegistry
+from samples import HISTORY_ENTRY, release_config
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry]
 NAME = "dar-backup"
-OCI_KEYS = (
-    "title",
-    "description",
-    "version",
-    "created",
-    "revision",
-    "source",
-    "url",
-    "licenses",
-    "authors",
-    "base.name",
-    "ref.name",
-)
 
 
 def release(checkout: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -72,7 +60,7 @@ def test_release_lands_version_minor_and_latest_with_one_digest(image, registry:
     assert len(digests) == 1
     config = registry.skopeo("inspect", "--config", f"docker://{registry.address}/{NAME}:1.2.0")
     labels = config["config"]["Labels"]
-    assert all(labels.get(f"org.opencontainers.image.{key}") for key in OCI_KEYS)
+    assert all(labels.get(f"org.opencontainers.image.{key}") for key in REQUIRED_OCI_KEYS)
     assert labels["org.opencontainers.image.version"] == "1.2.0"
     assert labels["org.opencontainers.image.ref.name"] == f"{registry.address}/{NAME}:1.2.0"
     assert {labels[k] for k in ("org.dar-backup.version", "org.dar-backup.dar.version", "org.dar-backup.par2.version")}
@@ -115,20 +103,7 @@ def seed_tag(docker: Docker, image: str, registry: LocalRegistry, tag: str) -> N
 
 
 def write_history(checkout: Path, tag: str) -> None:
-    entry = {
-        "build_number": 1,
-        "tag": tag,
-        "image_ref": "r@sha256:" + "a" * 64,
-        "digest": "sha256:" + "a" * 64,
-        "image_id": "sha256:" + "b" * 64,
-        "dar_backup_version": "1.1.11",
-        "dar_version": "2.7.8",
-        "par2_version": "0.8.1",
-        "base_image": "ubuntu:24.04",
-        "base_digest": None,
-        "git_revision": "abc",
-        "created": "2026-01-01T00:00:00Z",
-    }
+    entry = {**HISTORY_ENTRY, "tag": tag}
     (checkout / "doc/build-history.json").write_text(json.dumps({"format": 1, "builds": [entry]}))
     subprocess.run(["git", "-C", str(checkout), "commit", "-qam", "history"], check=True)
 
@@ -199,16 +174,7 @@ class RegistryDiesAfterPush(DockerEngine):
 
 
 def release_in_process(engine_class: type[DockerEngine], registry: LocalRegistry, checkout: Path, version: str) -> str:
-    config = build_config(
-        image_version=version,
-        dar_backup_version=None,
-        base_image=None,
-        repo=f"{registry.address}/{NAME}",
-        dry_run=False,
-        report_dir=checkout / "reports",
-        env={},
-        root=checkout,
-    )
+    config = release_config(f"{registry.address}/{NAME}", checkout, version)
     report = Report("release", "docker")
 
     async def go() -> None:

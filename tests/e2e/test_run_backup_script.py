@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Docker
 
 from ci.config import REPO_ROOT
+from conftest import Docker
 
 pytestmark = pytest.mark.engine
 SCRIPT = REPO_ROOT / "scripts/run-backup.sh"

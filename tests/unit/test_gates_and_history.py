@@ -6,6 +6,7 @@ import semver
 from ci import history
 from ci.gates import floating_tags, label_gate, newer_than_all, version_gate
 from ci.registry import base_url, split_repo
+from samples import HISTORY_ENTRY
 
 V = semver.Version.parse
 
@@ -47,20 +48,7 @@ def test_prereleases_move_no_floating_tag():
     assert floating_tags(V("1.5.0-rc.1")) == []
 
 
-ENTRY = {
-    "build_number": 1,
-    "tag": "1.0.0",
-    "image_ref": "r@sha256:" + "a" * 64,
-    "digest": "sha256:" + "a" * 64,
-    "image_id": "sha256:" + "b" * 64,
-    "dar_backup_version": "1.1.11",
-    "dar_version": "2.7.8",
-    "par2_version": "0.8.1",
-    "base_image": "ubuntu:24.04",
-    "base_digest": None,
-    "git_revision": "abc",
-    "created": "2026-01-01T00:00:00Z",
-}
+ENTRY = HISTORY_ENTRY
 
 
 def test_history_round_trip_appends_one_entry(tmp_path):

@@ -1,0 +1,36 @@
+"""Values several test modules share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ci.config import RunConfig, build_config
+
+HISTORY_ENTRY = {
+    "build_number": 1,
+    "tag": "1.0.0",
+    "image_ref": "r@sha256:" + "a" * 64,
+    "digest": "sha256:" + "a" * 64,
+    "image_id": "sha256:" + "b" * 64,
+    "dar_backup_version": "1.1.11",
+    "dar_version": "2.7.8",
+    "par2_version": "0.8.1",
+    "base_image": "ubuntu:24.04",
+    "base_digest": None,
+    "git_revision": "abc",
+    "created": "2026-01-01T00:00:00Z",
+}
+
+
+def release_config(repo: str, checkout: Path, version: str, *, dry_run: bool = False) -> RunConfig:
+    """The run a release from `checkout` (a clean clone) to `repo` starts with."""
+    return build_config(
+        image_version=version,
+        dar_backup_version=None,
+        base_image=None,
+        repo=repo,
+        dry_run=dry_run,
+        report_dir=checkout / "reports",
+        env={},
+        root=checkout,
+    )
