@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import FrameType
 
 import anyio
 
@@ -123,13 +125,25 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         },
     )
     code = 0
+    interrupts: list[int] = []
+
+    def on_interrupt(signum: int, frame: FrameType | None) -> None:
+        # Ctrl-C also reaches the container in flight, whose exit may surface first as a failed step.
+        interrupts.append(signum)
+        signal.default_int_handler(signum, frame)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
         anyio.run(execute, engine_name, config, report, args.command, env)
         report.outcome = "passed"
     except (StageFailure, EngineError) as err:
         report.outcome, report.error, code = "failed", str(err), 1
     except KeyboardInterrupt:
-        report.outcome, report.error, code = "interrupted", "interrupted", 130
+        pass
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupts:
+        report.outcome, report.error, code = "interrupted", "interrupted (Ctrl-C); volumes and containers removed", 130
     write_reports(report, config.report_dir, env.get("GITHUB_STEP_SUMMARY"))
     print(to_text(report), flush=True)
     if code:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -162,3 +164,25 @@ def test_a_run_that_produced_no_archive_fails_the_stage(docker: Docker, image: s
     message, report = run_scenario(docker, image, NoArchive)
     assert message.startswith("no archive scenario_FULL_")
     assert report.failed[0].name == "FULL: archive named in local time, one par2 set per slice"
+
+
+def test_ctrl_c_removes_everything_and_exits_130(docker: Docker, image: str, tmp_path: Path):
+    proc = subprocess.Popen(
+        [sys.executable, "ci/main.py", "--engine", "docker", "test", "--report-dir", str(tmp_path)],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    for line in proc.stdout:
+        if line.startswith("[test] FULL: dar-backup -F"):
+            break
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert stderr.strip().splitlines()[-1] == "error: interrupted (Ctrl-C); volumes and containers removed"
+    run_id = json.loads((tmp_path / "test.json").read_text())["run"]["run_id"]
+    label = f"label={RUN_LABEL}={run_id}"
+    assert docker.ok("ps", "-aq", "--filter", label).strip() == ""
+    assert docker.ok("volume", "ls", "-q", "--filter", label).strip() == ""
