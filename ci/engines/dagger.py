@@ -99,7 +99,7 @@ class DaggerEngine:
             raise EngineError(f"running {argv[0]} failed in the engine: {err}") from None
 
     async def volume(self, role: str) -> Volume:
-        return Volume(f"dar-backup-ci-{self.run_id}-{role}", role)
+        return Volume(f"dar-backup-ci-{self.run_id}-{role}")
 
     async def labels(self, image: Image, names: Sequence[str]) -> dict[str, str | None]:
         container = self._containers[image.ref]

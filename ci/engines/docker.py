@@ -129,7 +129,7 @@ class DockerEngine:
         await self._checked(
             [self.client, "volume", "create", "--label", f"{RUN_LABEL}={self.run_id}", name], f"creating volume {name}"
         )
-        return Volume(name, role)
+        return Volume(name)
 
     async def labels(self, image: Image, names: Sequence[str]) -> dict[str, str | None]:
         out = await self._checked(

@@ -83,8 +83,8 @@ def _read_all(paths: Iterable[Path]) -> str:
     return "\n\n".join(p.read_text() for p in paths if p.is_file())
 
 
-def _run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload, no-any-return]
+def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, check=False)
 
 
 def apt_install(*packages: str) -> None:

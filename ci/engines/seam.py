@@ -57,7 +57,6 @@ class Image:
 @dataclass(frozen=True)
 class Volume:
     name: str
-    role: str
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,7 @@ def test_build_argv_passes_secrets_by_reference_only(tmp_path):
 
 def test_run_argv_isolates_the_container():
     image = Image("sha256:abc", "final")
-    mounts = [Mount(Volume("dbci-1-data", "data"), "/data", read_only=True), Mount(Volume("dbci-1-b", "b"), "/b")]
+    mounts = [Mount(Volume("dbci-1-data"), "/data", read_only=True), Mount(Volume("dbci-1-b"), "/b")]
     argv = run_argv("docker", "dbci-1-3", "1", image, ["dar", "-t", "x"], mounts, {"TZ": "UTC"}, None, False)
     assert argv[:4] == ["docker", "run", "--rm", "--network"] and argv[4] == "none"
     assert "type=volume,src=dbci-1-data,dst=/data,volume-nocopy,readonly" in argv
