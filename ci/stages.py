@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ci.config import RunConfig, oci_labels, tool_labels
 from ci.engines.seam import BuildSpec, Engine, Image, SecretRef
+from ci.gates import version_gate
 from ci.report import Report, StageFailure
 from ci.scenario import Scenario
 from ci.versions import TOOLS, VersionError, tool_version
@@ -63,10 +64,10 @@ async def final(engine: Engine, config: RunConfig, base_image: Image, report: Re
     with report.step("final", f"build target final with dar-backup {config.dar_backup_version}"):
         spec = BuildSpec("final", build_args(config), labels, build_secrets(os.environ), tag=config.local_tag)
         image = await engine.build(spec)
-    with report.step("final", "tool versions in the image equal the declared ones"):
-        found = await probe_versions(engine, image, TOOLS)
-        if found != versions:
-            raise StageFailure(f"versions in the image {found} differ from the declared {versions}")
+    with report.step("final", "version gate: tool versions in the image equal the declared ones"):
+        problems = version_gate(await probe_versions(engine, image, TOOLS), versions)
+        if problems:
+            raise StageFailure("; ".join(problems))
     return Built(image, versions, labels)
 
 

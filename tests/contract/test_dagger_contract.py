@@ -166,7 +166,7 @@ def test_release_dry_run_on_dagger_gates_and_publishes_nothing(schema, registry,
     recorded, failure = release_on_dagger(schema, registry, checkout, {}, dry_run=True)
     assert failure is None
     assert [s.name for s in recorded.report.steps][-2:] == [
-        "label gate and version gate on the tested image",
+        "label gate on the tested image",
         "dry run: what a release would publish",
     ]
     assert [leaf for _, leaf in recorded.session.answered if leaf == "publish"] == []
