@@ -69,6 +69,16 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     return p
 
 
+def writable_report_dir(path: Path) -> None:
+    """Refuse an unusable --report-dir before the run, not after it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot use {path} as --report-dir: {err.strerror}") from None
+    if not os.access(path, os.W_OK):
+        raise ConfigError(f"cannot use {path} as --report-dir: not writable")
+
+
 async def pipeline(command: str, engine: Engine, config: RunConfig, report: Report, plan: Plan | None = None) -> None:
     base_ref, base_digest = await engine.resolve_base(config.base_image)
     if base_ref != config.base_image:
@@ -109,6 +119,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             env=env,
             root=REPO_ROOT,
         )
+        if args.dry_run and args.command != "release":
+            raise ConfigError(f"--dry-run applies to release only, not {args.command}")
+        writable_report_dir(config.report_dir)
     except (ConfigError, EngineError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -107,3 +107,19 @@ def test_build_secret_only_when_the_host_has_a_ca_bundle(tmp_path: Path):
     cert = tmp_path / "ca.pem"
     cert.write_text("x")
     assert build_secrets({"PIP_CERT": str(cert)}) == {"pip_cert": SecretRef(f"file://{cert}")}
+
+
+def test_dry_run_outside_release_is_refused_with_one_line(capsys, tmp_path):
+    from ci.cli import main
+
+    assert main(["test", "--dry-run", "--report-dir", str(tmp_path)], env={}) == 2
+    assert capsys.readouterr().err == "error: --dry-run applies to release only, not test\n"
+
+
+def test_unusable_report_dir_is_refused_before_the_run(capsys, tmp_path):
+    from ci.cli import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["base", "--report-dir", str(blocker / "reports")], env={}) == 2
+    assert capsys.readouterr().err.startswith(f"error: cannot use {blocker / 'reports'} as --report-dir: ")
