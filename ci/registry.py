@@ -23,6 +23,9 @@ MANIFEST_TYPES = ", ".join(
     ]
 )
 DOCKER_HUB = "registry-1.docker.io"
+# Tags are read a page at a time; a listing longer than this is refused rather than truncated.
+TAGS_PAGE_SIZE = 100
+MAX_TAG_PAGES = 500
 
 
 class RegistryError(Exception):
@@ -41,6 +44,36 @@ def base_url(host: str) -> str:
     # Like the Docker daemon: plain HTTP only for the loopback registry.
     plain = host.split(":")[0] in ("localhost", "127.0.0.1") or host.startswith("127.") or host.startswith("[::1]")
     return f"{'http' if plain else 'https'}://{host}"
+
+
+_LINK_VALUE = re.compile(r'\s*<([^>]*)>\s*((?:;\s*[\w*-]+\s*=\s*(?:"[^"]*"|[^;,"]*)\s*)*)(?:,|$)')
+_LINK_PARAM = re.compile(r';\s*([\w*-]+)\s*=\s*(?:"([^"]*)"|([^;,"]*))')
+
+
+def next_page(link: str | None, current: str) -> str | None:
+    """The absolute URL of the `rel="next"` page in an RFC 8288 Link header, None on the last page.
+
+    Fails closed: a header that does not parse, or a next page on another host (which would
+    receive the credentials), is an error rather than the end of the listing.
+    """
+    if link is None or not link.strip():
+        return None
+    position, found = 0, None
+    while position < len(link):
+        match = _LINK_VALUE.match(link, position)
+        if match is None or match.end() == position:
+            raise RegistryError(f"malformed Link header from the registry: {link!r}")
+        params = {k.lower(): (quoted or bare).strip() for k, quoted, bare in _LINK_PARAM.findall(match.group(2))}
+        if "next" in params.get("rel", "").lower().split():
+            found = match.group(1)
+        position = match.end()
+    if found is None:
+        return None
+    url = urllib.parse.urljoin(current, str(found))
+    here, there = urllib.parse.urlsplit(current), urllib.parse.urlsplit(url)
+    if (there.scheme, there.netloc) != (here.scheme, here.netloc):
+        raise RegistryError(f"the registry's next page is on another host: {there.scheme}://{there.netloc}")
+    return url
 
 
 @dataclass
@@ -92,7 +125,11 @@ class Registry:
     def request(
         self, method: str, path: str, headers: dict[str, str] | None = None, data: bytes | None = None
     ) -> Response:
-        url = f"{base_url(self.host)}/v2/{self.name}/{path}"
+        return self.request_url(method, f"{base_url(self.host)}/v2/{self.name}/{path}", headers, data)
+
+    def request_url(
+        self, method: str, url: str, headers: dict[str, str] | None = None, data: bytes | None = None
+    ) -> Response:
         auth = {"Authorization": f"Bearer {self._token}"} if self._token else self._basic()
         answer = self._send(method, url, {**(headers or {}), **auth}, data)
         challenge = answer.headers.get("www-authenticate", "")
@@ -105,12 +142,24 @@ class Registry:
         return answer
 
     def tags(self) -> list[str]:
-        answer = self.request("GET", "tags/list")
-        if answer.status == 404:
-            return []
-        if answer.status != 200:
-            raise RegistryError(f"listing tags of {self.repo}: HTTP {answer.status}")
-        return list(json.loads(answer.body).get("tags") or [])
+        """Every tag, page by page: a gate that saw only the first page would fail open."""
+        url: str | None = f"{base_url(self.host)}/v2/{self.name}/tags/list?n={TAGS_PAGE_SIZE}"
+        seen: set[str] = set()
+        tags: list[str] = []
+        while url is not None:
+            if url in seen:
+                raise RegistryError(f"listing tags of {self.repo}: the registry sent the page {url} twice")
+            if len(seen) == MAX_TAG_PAGES:
+                raise RegistryError(f"listing tags of {self.repo}: more than {MAX_TAG_PAGES} pages")
+            seen.add(url)
+            answer = self.request_url("GET", url)
+            if answer.status == 404 and not tags:
+                return []
+            if answer.status != 200:
+                raise RegistryError(f"listing tags of {self.repo}: HTTP {answer.status}")
+            tags += json.loads(answer.body).get("tags") or []
+            url = next_page(answer.headers.get("link"), url)
+        return tags
 
     def digest(self, reference: str) -> str | None:
         """The manifest digest of a tag or digest; None only when the registry says not found."""

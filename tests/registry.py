@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import io
 import json
 import shutil
 import socket
 import subprocess
+import tarfile
+import threading
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 
@@ -82,3 +89,123 @@ class LocalRegistry:
             if "404 (Not Found)" in err.stderr:  # the repository has no tags yet
                 return []
             raise
+
+    def push_blob(self, name: str, body: bytes) -> str:
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        request = urllib.request.Request(f"http://{self.address}/v2/{name}/blobs/uploads/", data=b"", method="POST")
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            location = answer.headers["Location"]
+        separator = "&" if "?" in location else "?"
+        url = urllib.parse.urljoin(f"http://{self.address}/", location) + f"{separator}digest={digest}"
+        put = urllib.request.Request(url, data=body, method="PUT", headers={"Content-Type": "application/octet-stream"})
+        with urllib.request.urlopen(put, timeout=30) as answer:
+            assert answer.status == 201, answer.status
+        return digest
+
+    def push_tiny_image(self, name: str, tags: list[str]) -> str:
+        """A one-file image pushed once through the API, its manifest PUT under every tag (fast: no engine)."""
+        layer = io.BytesIO()
+        with tarfile.open(fileobj=layer, mode="w") as tar:
+            info = tarfile.TarInfo("hello")
+            info.size = 2
+            tar.addfile(info, io.BytesIO(b"hi"))
+        layer_gz = gzip.compress(layer.getvalue(), mtime=0)
+        config = json.dumps(
+            {
+                "architecture": "amd64",
+                "os": "linux",
+                "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer.getvalue()).hexdigest()]},
+            }
+        ).encode()
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": self.push_blob(name, config),
+                    "size": len(config),
+                },
+                "layers": [
+                    {
+                        "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                        "digest": self.push_blob(name, layer_gz),
+                        "size": len(layer_gz),
+                    }
+                ],
+            }
+        ).encode()
+        for tag in tags:
+            put = urllib.request.Request(
+                f"http://{self.address}/v2/{name}/manifests/{tag}",
+                data=manifest,
+                method="PUT",
+                headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+            )
+            with urllib.request.urlopen(put, timeout=30) as answer:
+                assert answer.status == 201, answer.status
+        return "sha256:" + hashlib.sha256(manifest).hexdigest()
+
+
+class PagingProxy:
+    """Tag listing a page at a time, as the OCI distribution spec and hosted registries do.
+
+    Debian's docker-registry (distribution 2.8) ignores `n` and answers every tag at once;
+    paging came with distribution 3. This loopback proxy pages the real registry's full,
+    lexically sorted list by `n`/`last` with a relative `Link: <…>; rel="next"`, and passes
+    every other request through unchanged.
+    """
+
+    def __init__(self, upstream: LocalRegistry) -> None:
+        target = upstream.address
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def relay(self) -> None:
+                parts = urllib.parse.urlsplit(self.path)
+                request = urllib.request.Request(f"http://{target}{self.path}", method=self.command)
+                for key in ("Accept", "Authorization"):
+                    if self.headers.get(key):
+                        request.add_header(key, self.headers[key])
+                try:
+                    with urllib.request.urlopen(request, timeout=30) as answer:
+                        status, headers, body = answer.status, dict(answer.headers), answer.read()
+                except urllib.error.HTTPError as err:
+                    status, headers, body = err.code, dict(err.headers), err.read()
+                if parts.path.endswith("/tags/list") and status == 200:
+                    headers, body = self.page(parts, json.loads(body), headers)
+                self.send_response(status)
+                for key, value in headers.items():
+                    if key.lower() not in ("content-length", "transfer-encoding", "connection", "date", "server"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def page(self, parts: urllib.parse.SplitResult, listing: dict, headers: dict) -> tuple[dict, bytes]:
+                query = urllib.parse.parse_qs(parts.query)
+                size = int(query.get("n", ["100"])[0])  # a server-chosen page when the client names none
+                last = query.get("last", [""])[0]
+                tags = sorted(t for t in listing.get("tags") or [] if t > last)
+                page, rest = tags[:size], tags[size:]
+                if rest:
+                    following = urllib.parse.urlencode({"n": size, "last": page[-1]})
+                    headers["Link"] = f'<{parts.path}?{following}>; rel="next"'
+                return headers, json.dumps({"name": listing["name"], "tags": page}).encode()
+
+            do_GET = do_HEAD = relay
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

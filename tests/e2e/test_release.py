@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import anyio
@@ -16,10 +17,11 @@ from ci.cli import pipeline
 from ci.config import REPO_ROOT, REQUIRED_OCI_KEYS
 from ci.engines.docker import DockerEngine
 from ci.engines.seam import BuildSpec, Image
+from ci.registry import Registry
 from ci.release import preflight
 from ci.report import Report, StageFailure
 from conftest import Docker
-from registry import LocalRegistry
+from registry import LocalRegistry, PagingProxy
 from samples import HISTORY_ENTRY, release_config
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry]
@@ -206,3 +208,23 @@ def test_registry_gone_after_push_moves_no_tag_and_writes_no_history(image, regi
     registry.start()
     assert registry.tags(NAME) == ["1.1.0"]
     assert history_bytes(checkout) == before
+
+
+def test_release_gate_reads_every_page_of_tags(registry: LocalRegistry, checkout: Path):
+    # 249 releases 1.0.x sort before 9.0.0, so the newest version is alone on the third page of 100.
+    tags = [f"1.0.{n}" for n in range(249)] + ["9.0.0"]
+    registry.push_tiny_image(NAME, tags)
+    proxy = PagingProxy(registry)
+    try:
+        first = urllib.request.urlopen(f"http://{proxy.address}/v2/{NAME}/tags/list?n=100", timeout=10)
+        assert "9.0.0" not in json.loads(first.read())["tags"] and 'rel="next"' in first.headers["Link"]
+        assert sorted(Registry(f"{proxy.address}/{NAME}").tags()) == sorted(tags) == registry.tags(NAME)
+        before = history_bytes(checkout)
+        for version, message in [("5.0.0", "5.0.0 is not newer than 9.0.0 in the registry"), ("9.0.0", "exists")]:
+            done = release(checkout, "--image-version", version, "--repo", f"{proxy.address}/{NAME}")
+            assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
+            assert message in done.stderr.strip().splitlines()[-1]
+            assert "[base]" not in done.stdout
+    finally:
+        proxy.close()
+    assert len(registry.tags(NAME)) == 250 and history_bytes(checkout) == before
