@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import time
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,10 +128,42 @@ def project_license(pyproject: Path) -> str:
     return str(tomllib.loads(pyproject.read_text())["project"]["license"])
 
 
-def source_url(env: Mapping[str, str]) -> str:
+_SCP_REMOTE = re.compile(r"^(?:[^@/]+@)?([^:/@]+):/?(.+)$")
+
+
+def web_url(remote: str) -> str | None:
+    """`https://host/owner/name` for a git remote (https, ssh or scp-like), credentials dropped.
+
+    None for what names no web host (a local path, file://): a fork's label must not be guessed.
+    """
+    remote = remote.strip()
+    if "://" in remote:
+        parts = urllib.parse.urlsplit(remote)
+        if parts.scheme not in ("http", "https", "ssh", "git", "git+ssh") or not parts.hostname:
+            return None
+        # An ssh port says nothing about the web server's; an https one does.
+        web_port = f":{parts.port}" if parts.port and parts.scheme in ("http", "https") else ""
+        host, path = parts.hostname + web_port, parts.path
+    elif scp := _SCP_REMOTE.match(remote):
+        host, path = scp.group(1), scp.group(2)
+    else:
+        return None
+    path = path.strip("/").removesuffix(".git").strip("/")
+    return f"https://{host}/{path}" if path else None
+
+
+def source_url(env: Mapping[str, str], root: Path) -> str:
+    """Where this build comes from: the override, GitHub Actions' repository, origin, else upstream."""
+    override = env.get("DAR_BACKUP_SOURCE_URL")
+    if override is not None:
+        parts = urllib.parse.urlsplit(override)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+            raise ConfigError("DAR_BACKUP_SOURCE_URL must be an http(s) URL without credentials")
+        return override.rstrip("/")
     if env.get("GITHUB_SERVER_URL") and env.get("GITHUB_REPOSITORY"):
-        return f"{env['GITHUB_SERVER_URL']}/{env['GITHUB_REPOSITORY']}"
-    return DEFAULT_SOURCE
+        return f"{env['GITHUB_SERVER_URL'].rstrip('/')}/{env['GITHUB_REPOSITORY']}"
+    origin = _git(root, "remote", "get-url", "origin")
+    return (web_url(origin) if origin else None) or DEFAULT_SOURCE
 
 
 def build_config(
@@ -167,7 +201,7 @@ def build_config(
         created=created_timestamp(env),
         run_id=secrets.token_hex(4),
         repo=repo,
-        source=source_url(env),
+        source=source_url(env, root),
         licenses=project_license(root / "pyproject.toml"),
         dry_run=dry_run,
         report_dir=report_dir,
