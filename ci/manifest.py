@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-FIELDS_PER_ENTRY = 6
+FIELDS_PER_ENTRY = 8
 HASHES_MARKER = "==sha256=="
 
 # Run in a container as: sh -c MANIFEST_SCRIPT sh DIR
 MANIFEST_SCRIPT = (
-    'cd "$1" && find . -mindepth 1 -printf "%y\\0%P\\0%m\\0%T@\\0%i\\0%l\\0" && '
+    'cd "$1" && find . -mindepth 1 -printf "%y\\0%P\\0%m\\0%T@\\0%i\\0%l\\0%U\\0%G\\0" && '
     f'printf "{HASHES_MARKER}\\0" && find . -type f -print0 | xargs -0 -r sha256sum -z'
 )
 
@@ -27,6 +27,8 @@ class Entry:
     mtime: str
     inode: str
     target: str
+    uid: str = ""
+    gid: str = ""
     sha256: str = ""
 
 
@@ -53,8 +55,8 @@ def parse(text: str) -> dict[str, Entry]:
         sums[name.removeprefix("./")] = digest
     entries: dict[str, Entry] = {}
     for i in range(0, len(fields) - 1, FIELDS_PER_ENTRY):
-        kind, path, mode, mtime, inode, target = fields[i : i + FIELDS_PER_ENTRY]
-        entries[path] = Entry(kind, mode, mtime, inode, target, sums.get(path, ""))
+        kind, path, mode, mtime, inode, target, uid, gid = fields[i : i + FIELDS_PER_ENTRY]
+        entries[path] = Entry(kind, mode, mtime, inode, target, uid, gid, sums.get(path, ""))
     return entries
 
 
@@ -73,11 +75,16 @@ def empty_dirs(manifest: Manifest) -> set[str]:
     return {path for path, entry in manifest.items() if entry.kind == "d" and path not in parents}
 
 
+# Owners are compared only where the restore ran as root: nobody else can recreate them.
+TREE_ATTRIBUTES = ("kind", "sha256", "mode", "mtime", "target")
+OWNER_ATTRIBUTES = ("uid", "gid")
+
+
 def compare(
     expected: Manifest,
     got: Manifest,
     *,
-    attributes: Iterable[str] = ("kind", "sha256", "mode", "mtime", "target"),
+    attributes: Iterable[str] = TREE_ATTRIBUTES,
     may_be_missing: Iterable[str] = (),
 ) -> list[str]:
     """Every difference, one readable line each; empty when the trees are equal."""

@@ -18,10 +18,10 @@ from recording import Chain, calls
 
 FILES = {"docs/a.txt": "a" * 64, "with space.txt": "b" * 64}
 ENTRIES = (
-    ("d", "docs", "755", "100.0", "1", ""),
-    ("f", "docs/a.txt", "644", "100.0", "2", ""),
-    ("f", "with space.txt", "600", "101.0", "3", ""),
-    ("l", "link", "777", "102.0", "4", "docs/a.txt"),
+    ("d", "docs", "755", "100.0", "1", "", "1000", "1000"),
+    ("f", "docs/a.txt", "644", "100.0", "2", "", "1000", "1000"),
+    ("f", "with space.txt", "600", "101.0", "3", "", "1000", "1000"),
+    ("l", "link", "777", "102.0", "4", "docs/a.txt", "1000", "1000"),
 )
 MANIFEST = (
     "".join("\x00".join(entry) + "\x00" for entry in ENTRIES)
@@ -42,6 +42,7 @@ class World:
     done_levels: list[str] = field(default_factory=list)
     corrupted: bool = False
     results: dict[str, tuple[int, str]] = field(default_factory=dict)
+    manifest: str = MANIFEST
 
     def answer(self, chain: Chain, name: str, args: dict[str, Any]) -> Any:
         if name == "label":
@@ -70,7 +71,7 @@ class World:
             self.done_levels.append(next(level.name for level in LEVELS if level.flag == command))
             return 0, "backup done\n"
         if command == "sh" and "find" in argv[2]:
-            return 0, MANIFEST
+            return 0, self.manifest
         if command == "ls":
             return 0, "".join(f"{self.archive(lv)}.1.dar\n{self.archive(lv)}.1.dar.par2\n" for lv in self.done_levels)
         if command == "--list":

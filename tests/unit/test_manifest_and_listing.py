@@ -1,3 +1,4 @@
+import os
 import subprocess
 
 import pytest
@@ -7,6 +8,8 @@ from ci.listing import saved_and_removed, unshown_changes
 from ci.manifest import (
     HASHES_MARKER,
     MANIFEST_SCRIPT,
+    OWNER_ATTRIBUTES,
+    TREE_ATTRIBUTES,
     Entry,
     ManifestError,
     changed_paths,
@@ -88,7 +91,7 @@ def test_mode_change_alone_is_caught_but_is_not_a_data_change(tmp_path):
 
 def test_empty_dirs_may_be_missing_only_when_allowed():
     entry = Entry("d", "755", "1.0", "1", "")
-    expected = {"empty": entry, "full": entry, "full/f": Entry("f", "644", "1.0", "2", "", "a" * 64)}
+    expected = {"empty": entry, "full": entry, "full/f": Entry("f", "644", "1.0", "2", "", sha256="a" * 64)}
     got = {k: v for k, v in expected.items() if k != "empty"}
     assert empty_dirs(expected) == {"empty"}
     assert compare(expected, got) == ["missing: 'empty'"]
@@ -107,10 +110,26 @@ def test_listing_reads_saved_and_removed_paths():
 
 
 def test_listing_names_changes_it_does_not_show():
-    f = Entry("f", "644", "1.0", "1", "", "a" * 64)
+    f = Entry("f", "644", "1.0", "1", "", sha256="a" * 64)
     before = {"sub/big.bin": f, "kept.txt": f, "gone.txt": f}
     after = {"kept.txt": f, "new file.txt": f, "other.txt": f}
     assert unshown_changes(LISTING, before, after, prefix="data/") == [
         "changed 'other.txt' not listed as saved",
         "deleted 'gone.txt' not listed as removed",
+    ]
+
+
+def test_owners_are_read_and_compared_only_when_asked(tmp_path):
+    root = tmp_path / "d"
+    root.mkdir()
+    (root / "f").write_text("x")
+    os.chown(root / "f", 1234, 2345)
+    before = manifest_of(root)
+    assert (before["f"].uid, before["f"].gid) == ("1234", "2345")
+    os.chown(root / "f", 0, 0)
+    after = manifest_of(root)
+    assert compare(before, after) == []
+    assert compare(before, after, attributes=TREE_ATTRIBUTES + OWNER_ATTRIBUTES) == [
+        "'f': uid expected '1234', got '0'",
+        "'f': gid expected '2345', got '0'",
     ]
