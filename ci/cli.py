@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+import traceback
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -137,7 +139,23 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             "created": config.created,
         },
     )
-    code = 0
+    return run_reported(
+        report,
+        config.report_dir,
+        env.get("GITHUB_STEP_SUMMARY"),
+        functools.partial(execute, engine_name, config, report, args.command, env),
+    )
+
+
+def run_reported(
+    report: Report, report_dir: Path, step_summary: str | None, work: Callable[[], Awaitable[None]]
+) -> int:
+    """Run the work, then always write the reports and end with one `error:` line when it failed.
+
+    A failed step or engine is exit 1; Ctrl-C is 130; anything else is a bug in the pipeline,
+    also exit 1, and only then is a traceback shown, after the reports are written.
+    """
+    code, bug = 0, ""
     interrupts: list[int] = []
 
     def on_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -147,18 +165,23 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        anyio.run(execute, engine_name, config, report, args.command, env)
+        anyio.run(work)
         report.outcome = "passed"
     except (StageFailure, EngineError) as err:
         report.outcome, report.error, code = "failed", str(err), 1
     except KeyboardInterrupt:
         pass
+    except Exception as err:
+        report.outcome, report.error, code = "failed", f"internal error: {type(err).__name__}: {err}", 1
+        bug = traceback.format_exc()
     finally:
         signal.signal(signal.SIGINT, previous)
     if interrupts:
         report.outcome, report.error, code = "interrupted", "interrupted (Ctrl-C); volumes and containers removed", 130
-    write_reports(report, config.report_dir, env.get("GITHUB_STEP_SUMMARY"))
+    write_reports(report, report_dir, step_summary)
     print(to_text(report), flush=True)
+    if bug:
+        print(bug, file=sys.stderr, end="")
     if code:
         detail = report.error.splitlines()
         if len(detail) > 1:

@@ -37,12 +37,20 @@ class Report:
 
     @contextmanager
     def step(self, stage: str, name: str) -> Iterator[Step]:
-        """Time a step; a failure inside it is recorded, then propagates."""
+        """Time a step; a failure inside it is recorded, then propagates.
+
+        A ValueError (output a container printed that does not parse, a comparison that cannot
+        be made) is that step failing, not a crash of the pipeline: it becomes a StageFailure.
+        """
         step = Step(stage, name)
         started = time.monotonic()
         print(f"[{stage}] {name} ...", flush=True)
         try:
             yield step
+        except ValueError as err:
+            step.status = "failed"
+            step.message = f"{name}: {type(err).__name__}: {err}"
+            raise StageFailure(step.message) from err
         except BaseException as err:
             step.status = "failed"
             step.message = str(err) or type(err).__name__

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import dagger
 import pytest
 from dagger.client._core import Context
 
-from ci.cli import pipeline
+from ci.cli import pipeline, run_reported
 from ci.config import TOOL_LABELS, RunConfig, build_config, oci_labels
 from ci.engines.dagger import CACHE_BUSTER, dagger_engine
 from ci.release import preflight
@@ -29,6 +30,7 @@ class Recorded:
     config: RunConfig
     report: Report
     cert: Path
+    exit_code: int | None = None
 
     def execs(self) -> list[Chain]:
         return [chain for chain, leaf in self.session.answered if leaf == "exitCode"]
@@ -40,7 +42,7 @@ class Recorded:
         return next(a for c in self.session.chains.values() for a in calls(c, "dockerBuild") if a["target"] == target)
 
 
-def run_pipeline(schema, world: World, command: str, tmp_path: Path, monkeypatch) -> Recorded:
+def run_pipeline(schema, world: World, command: str, tmp_path: Path, monkeypatch, reported=False) -> Recorded:
     tmp_path.mkdir(parents=True, exist_ok=True)
     cert = tmp_path / "proxy-ca.pem"
     cert.write_text(SECRET_TEXT)
@@ -62,6 +64,10 @@ def run_pipeline(schema, world: World, command: str, tmp_path: Path, monkeypatch
         async with dagger_engine(config.run_id, client=client) as engine:
             await pipeline(command, engine, config, report)
 
+    if reported:
+        recorded = Recorded(session, config, report, cert)
+        recorded.exit_code = run_reported(report, tmp_path, None, go)
+        return recorded
     anyio.run(go)
     return Recorded(session, config, report, cert)
 
@@ -139,6 +145,22 @@ def test_scripted_nonzero_exit_fails_the_stage_as_on_docker(schema, tmp_path, mo
 def test_corruption_that_dar_does_not_notice_fails_the_stage(schema, tmp_path, monkeypatch):
     with pytest.raises(StageFailure, match=r"dar -t passed on corrupted"):
         run_pipeline(schema, World(exit_codes={"dar -t": 0}), "test", tmp_path, monkeypatch)
+
+
+def test_unparsable_container_output_fails_that_step_and_still_writes_the_reports(
+    schema, tmp_path, monkeypatch, capsys
+):
+    recorded = run_pipeline(schema, World(manifest="no hash section here"), "test", tmp_path, monkeypatch, True)
+    assert recorded.exit_code == 1
+    failed = recorded.report.failed
+    assert [s.name for s in failed] == ["FULL: change data and snapshot"]
+    assert "ManifestError: manifest has no hash section" in failed[0].message
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("error: FULL: change data and snapshot: ManifestError:")
+    saved = json.loads((tmp_path / "test.json").read_text())
+    assert saved["outcome"] == "failed" and saved["steps"][-1]["status"] == "failed"
+    assert 'failures="1"' in (tmp_path / "test.junit.xml").read_text()
 
 
 def release_on_dagger(schema, registry, checkout: Path, env: dict[str, str], dry_run: bool):

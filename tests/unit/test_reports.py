@@ -3,6 +3,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from ci.cli import run_reported
 from ci.report import Report, StageFailure, to_junit, to_markdown, to_text, write_atomically, write_reports
 
 
@@ -62,3 +63,25 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
         write_atomically(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["history.json"]
+
+
+def test_a_bug_in_the_pipeline_writes_the_reports_before_its_traceback(tmp_path, capsys):
+    report = Report("test", "docker")
+
+    async def buggy() -> None:
+        with report.step("test", "a step"):
+            pass
+        {}["missing"]
+
+    assert run_reported(report, tmp_path, None, buggy) == 1
+    saved = json.loads((tmp_path / "test.json").read_text())
+    assert saved["outcome"] == "failed" and saved["error"] == "internal error: KeyError: 'missing'"
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1] == "error: internal error: KeyError: 'missing'"
+
+
+def test_a_value_error_inside_a_step_is_that_step_failing():
+    report = Report("test", "docker")
+    with pytest.raises(StageFailure, match="parse it: ValueError: bad number"), report.step("test", "parse it"):
+        raise ValueError("bad number")
+    assert report.failed[0].message == "parse it: ValueError: bad number"
