@@ -24,8 +24,8 @@ dar-backup image: dar, par2 and dar-backup, run as a non-root user.
   IMAGE --list | --list-contents ARCHIVE | -r ARCHIVE --restore-dir DIR
   IMAGE dar|par2|manager|bash ...     run another program of the image as the same user
 
-Environment: RUN_AS_UID (default 1000), RUN_AS_GID (default: RUN_AS_UID),
-DAR_BACKUP_FIX_PERMS=1 (chown -R /backups, /backup.d and /restore to that user; off by
+Environment: RUN_AS_UID (default 1000; 0 runs as root, e.g. to back up and restore
+ownership), RUN_AS_GID (default: RUN_AS_UID), DAR_BACKUP_FIX_PERMS=1 (chown -R /backups, /backup.d and /restore to that user; off by
 default: /data is never changed),
 DAR_BACKUP_CONFIG_FILE (default /etc/dar-backup/dar-backup.conf; --config-file wins).
 USAGE
@@ -66,15 +66,29 @@ fix_perms_if_asked() {
 	chown -R "$uid:$gid" "$BACKUP_DIR" "$BACKUP_D_DIR" "$RESTORE_DIR"
 }
 
-drop_privileges() {
+# Started as root: prepare for RUN_AS_UID:RUN_AS_GID, then become that user by re-executing
+# this script. Root stays root only when asked for with RUN_AS_UID=0, and says so.
+become_run_as_user() {
 	local uid=${RUN_AS_UID:-1000} gid
 	gid=${RUN_AS_GID:-$uid}
 	is_number "$uid" || die 2 "RUN_AS_UID must be a number, got '$uid'"
 	is_number "$gid" || die 2 "RUN_AS_GID must be a number, got '$gid'"
-	[ "$uid" != 0 ] || die 2 "RUN_AS_UID=0: this image runs backups as a non-root user"
 	create_missing_dirs "$uid" "$gid"
 	fix_perms_if_asked "$uid" "$gid"
+	if [ "$uid" = 0 ]; then
+		echo "dar-backup-image: RUN_AS_UID=0: running as root (GID $gid), as asked" >&2
+		RUN_AS_ROOT_GID=$gid
+		return
+	fi
 	exec setpriv --reuid="$uid" --regid="$gid" --clear-groups --no-new-privs -- "${BASH_SOURCE[0]}" "$@"
+}
+
+# The program, as root with the chosen group when root was asked for, else as this user.
+exec_command() {
+	if [ -n "${RUN_AS_ROOT_GID:-}" ]; then
+		exec setpriv --regid="$RUN_AS_ROOT_GID" --clear-groups -- "$@"
+	fi
+	exec "$@"
 }
 
 # The config dar-backup will read: the caller's -c/--config-file (argparse also takes a
@@ -102,29 +116,75 @@ asks_only_for_help() {
 	return 1
 }
 
-# Definitions whose catalog database does not exist yet, one a line. Reads the config as
-# dar-backup's ConfigSettings does (MANAGER_DB_DIR, expanded, else BACKUP_DIR) with the standard
-# library only: importing dar_backup here would cost about a second on every start.
-missing_catalogs() {
-	python3 - "$1" <<'PY'
+# Checks the backup definitions against the config and prints the definitions whose catalog
+# database does not exist yet, one a line. A backup command (first argument "backup") with no
+# definition to run fails here with one line: dar-backup itself would exit 0 having done nothing.
+# Reads the config as dar-backup's ConfigSettings does (MANAGER_DB_DIR, expanded, else BACKUP_DIR)
+# with the standard library only: importing dar_backup here would cost about a second a start.
+check_definitions() {
+	python3 - "$@" <<'PY'
 import configparser, os, sys
+path, command, wanted = sys.argv[1:4]
+
+def fail(message, code=127):
+    print(f"dar-backup-image: {message}", file=sys.stderr)
+    sys.exit(code)
+
 config = configparser.ConfigParser(inline_comment_prefixes=["#"])
-if not config.read(sys.argv[1]):
-    sys.exit(1)
+if not config.read(path):
+    fail(f"cannot read the config file {path}")
 dirs = config["DIRECTORIES"]
 db_dir = os.path.expanduser(os.path.expandvars(dirs["MANAGER_DB_DIR"])) if dirs.get("MANAGER_DB_DIR") else dirs["BACKUP_DIR"]
-definitions = dirs["BACKUP.D_DIR"]
-for name in sorted(os.listdir(definitions)):
-    if os.path.isfile(os.path.join(definitions, name)) and not os.path.exists(os.path.join(db_dir, name + ".db")):
+definitions_dir = dirs["BACKUP.D_DIR"]
+example = "the image's example is /usr/share/dar-backup/backup.d/default"
+if not os.path.isdir(definitions_dir):
+    fail(f"the backup definitions directory {definitions_dir} does not exist: mount one there ({example})")
+try:
+    names = sorted(n for n in os.listdir(definitions_dir) if os.path.isfile(os.path.join(definitions_dir, n)))
+except PermissionError:
+    fail(f"the backup definitions directory {definitions_dir} is not readable by UID {os.getuid()}: "
+         "make it readable by that user (or set DAR_BACKUP_FIX_PERMS=1)")
+unreadable = [n for n in names if not os.access(os.path.join(definitions_dir, n), os.R_OK)]
+if unreadable:
+    fail(f"backup definition {os.path.join(definitions_dir, unreadable[0])} is not readable by UID {os.getuid()}")
+if command == "backup" and wanted and wanted not in names:
+    fail(f"no backup definition '{wanted}' in {definitions_dir}: put a file named '{wanted}' there ({example})")
+if command == "backup" and not names:
+    fail(f"no backup definition in {definitions_dir}, so there is nothing to back up: "
+         f"put one there, e.g. a file named 'default' ({example})")
+for name in names:
+    if not os.path.exists(os.path.join(db_dir, name + ".db")):
         print(name)
 PY
+}
+
+# "backup DEFINITION" when the arguments ask dar-backup for a FULL, DIFF or INCR backup
+# (DEFINITION empty when none is named), else "other". Long options may be abbreviated, as
+# argparse allows.
+backup_request() {
+	local command=other definition=""
+	while [ $# -gt 0 ]; do
+		case $1 in
+			-F | -D | -I | --fu* | --di* | --in*) command=backup ;;
+			--b*=*) definition=${1#*=} ;;
+			-d | --b*)
+				definition=${2:-}
+				shift || true
+				;;
+			-d?*) definition=${1#-d} ;;
+		esac
+		shift || true
+	done
+	printf '%s %s\n' "$command" "$definition"
 }
 
 # Only missing catalogs are created: `manager --create-db` over existing ones runs
 # `dar_manager --check`, and a failed check moves the catalog aside. That stays the user's call.
 ensure_catalogs() {
-	local config=$1 missing definition out
-	missing=$(missing_catalogs "$config") || die 127 "cannot read the config file $config"
+	local config=$1 request missing definition out
+	shift
+	request=$(backup_request "$@")
+	missing=$(check_definitions "$config" "${request%% *}" "${request#* }") || exit
 	while IFS= read -r definition; do
 		[ -n "$definition" ] || continue
 		if ! out=$(manager --create-db --backup-def "$definition" --config-file "$config" 2>&1); then
@@ -139,7 +199,7 @@ run_dar_backup_checks() {
 	config=$(config_in_args "$@")
 	[ -n "$config" ] || die 127 "no config file: set DAR_BACKUP_CONFIG_FILE or pass --config-file"
 	[ -f "$config" ] || die 127 "config file not found: $config"
-	ensure_catalogs "$config"
+	ensure_catalogs "$config" "$@"
 }
 
 main() {
@@ -151,14 +211,14 @@ main() {
 		set -- dar-backup "$@"
 	fi
 	if [ "$(id -u)" = 0 ]; then
-		drop_privileges "$@"
+		become_run_as_user "$@"
 	fi
 	HOME=$(home_for "$(id -u)")
 	export HOME
 	if [ "$1" = dar-backup ] && ! asks_only_for_help "$@"; then
 		run_dar_backup_checks "${@:2}"
 	fi
-	exec "$@"
+	exec_command "$@"
 }
 
 main "$@"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import os
 import re
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from ci.config import REPO_ROOT
+from ci.manifest import MANIFEST_SCRIPT, OWNER_ATTRIBUTES, TREE_ATTRIBUTES, compare, parse
 from ci.versions import locked_dar_backup_version
 from conftest import Docker, mounts
 
@@ -83,13 +85,129 @@ def test_user_flag_wins(docker: Docker, image: str, tmp_path: Path):
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        (("-e", "RUN_AS_UID=0"), "dar-backup-image: RUN_AS_UID=0: this image runs backups as a non-root user"),
         (("-e", "RUN_AS_UID=abc"), "dar-backup-image: RUN_AS_UID must be a number, got 'abc'"),
+        (("-e", "RUN_AS_UID=0", "-e", "RUN_AS_GID=root"), "dar-backup-image: RUN_AS_GID must be a number, got 'root'"),
     ],
 )
 def test_bad_run_as_values_fail_with_one_line(docker: Docker, image: str, env, message):
     done = docker(*RUN, *env, image, "-F")
     assert done.returncode == 2 and done.stderr.strip() == message
+
+
+# System data as root backs it up: a root-only file and three other owners, with fixed mtimes.
+ROOT_TREE = """
+cp /usr/share/dar-backup/backup.d/default /backup.d/default
+mkdir -p /data/etc /data/home/alice /data/srv
+echo 'root:*:19000:0:99999:7:::' > /data/etc/shadow && chmod 600 /data/etc/shadow
+head -c 2097152 /dev/urandom > /data/home/alice/photo.raw && chown -R 1000:1000 /data/home/alice
+echo notes > /data/home/bob.txt && chown 2001:2002 /data/home/bob.txt && chmod 640 /data/home/bob.txt
+echo site > /data/srv/index.html && chown -R 3003:3004 /data/srv
+find /data -mindepth 1 -exec touch -h -d '2024-02-29 12:34:56' {} +
+"""
+AS_ROOT = ("-e", "RUN_AS_UID=0", "-e", "TZ=UTC")
+ROOT_NOTICE = "dar-backup-image: RUN_AS_UID=0: running as root (GID 0), as asked"
+
+
+def restored_as_root(docker: Docker, image: str, volumes, *command: str) -> dict:
+    """Run a restore into /tmp/target as root through the entrypoint; the manifest of what came back."""
+    script = '"${@:2}" >&2 && sh -c "$1" sh /tmp/target/data'
+    out = docker.ok(*RUN, *mounts(volumes), *AS_ROOT, image, "bash", "-c", script, "bash", MANIFEST_SCRIPT, *command)
+    return parse(out)
+
+
+def test_root_by_choice_backs_up_and_restores_numeric_owners(docker: Docker, image: str, volumes):
+    docker.ok(*RUN, *mounts(volumes), "--entrypoint", "sh", image, "-c", ROOT_TREE)
+    manifest = "sh", "-c", MANIFEST_SCRIPT, "sh", "/data"
+    snapshot = parse(docker.ok(*RUN, *mounts(volumes), "--entrypoint", manifest[0], image, *manifest[1:]))
+    assert {(e.uid, e.gid) for e in snapshot.values()} == {
+        ("0", "0"),
+        ("1000", "1000"),
+        ("2001", "2002"),
+        ("3003", "3004"),
+    }
+    assert snapshot["etc/shadow"].mode == "600"
+    done = docker(*RUN, *mounts(volumes), *AS_ROOT, image, "-F", "-d", "default", "--log-stdout")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.stderr.splitlines()[0] == ROOT_NOTICE
+    archives = docker.ok(*RUN, *mounts(volumes), *AS_ROOT, image, "sh", "-c", "cd /backups && ls *.1.dar").split()
+    assert len(archives) == 1
+    archive = archives[0].removesuffix(".1.dar")
+    with_owners = TREE_ATTRIBUTES + OWNER_ATTRIBUTES
+    restore = ("dar-backup", "-r", archive, "--restore-dir", "/tmp/target", "--log-stdout")
+    assert (
+        compare(
+            snapshot, restored_as_root(docker, image, volumes, *restore, "--preserve-ownership"), attributes=with_owners
+        )
+        == []
+    )
+    # Without it, owners are ignored as dar-backup documents: everything comes back as root's.
+    plain = restored_as_root(docker, image, volumes, *restore)
+    assert compare(snapshot, plain) == []
+    assert {(e.uid, e.gid) for e in plain.values()} == {("0", "0")}
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    pitr = ("manager", "--backup-def", "default", "--when", now, "--restore-path", "data", "--target", "/tmp/target")
+    assert (
+        compare(
+            snapshot, restored_as_root(docker, image, volumes, *pitr, "--preserve-ownership"), attributes=with_owners
+        )
+        == []
+    )
+
+
+def definitions(tmp_path: Path, *names: str, mode: int = 0o755) -> list[str]:
+    """A backup.d bind mount holding the named definitions, and an empty backups directory."""
+    (tmp_path / "backup.d").mkdir(mode=mode)
+    (tmp_path / "backups").mkdir()
+    for name in names:
+        (tmp_path / "backup.d" / name).write_text((REPO_ROOT / "docker/backup.d/default").read_text())
+    for path in [tmp_path / "backup.d", tmp_path / "backups", *(tmp_path / "backup.d").iterdir()]:
+        os.chown(path, 1000, 1000)
+    (tmp_path / "backup.d").chmod(mode)
+    return ["-v", f"{tmp_path / 'backup.d'}:/backup.d", "-v", f"{tmp_path / 'backups'}:/backups"]
+
+
+EXAMPLE = "(the image's example is /usr/share/dar-backup/backup.d/default)"
+
+
+@pytest.mark.parametrize(
+    ("present", "args", "message"),
+    [
+        (
+            (),
+            ["-F"],
+            "no backup definition in /backup.d, so there is nothing to back up: "
+            f"put one there, e.g. a file named 'default' {EXAMPLE}",
+        ),
+        ((), ["--differential-backup", "--log-stdout"], "no backup definition in /backup.d, so there is nothing"),
+        (
+            ("default",),
+            ["-I", "-d", "nightly"],
+            f"no backup definition 'nightly' in /backup.d: put a file named 'nightly' there {EXAMPLE}",
+        ),
+        (("default",), ["--full-backup", "--backup-definition=nightly"], "no backup definition 'nightly' in /backup.d"),
+        (("default",), ["--incr", "--backup", "nightly"], "no backup definition 'nightly' in /backup.d"),
+        (("default",), ["-F", "-dnightly"], "no backup definition 'nightly' in /backup.d"),
+    ],
+)
+def test_a_backup_with_nothing_to_run_fails_with_one_line(
+    docker: Docker, image: str, tmp_path: Path, present, args, message
+):
+    done = docker(*RUN, *definitions(tmp_path, *present), image, *args)
+    assert done.returncode == 127, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.stderr.strip().startswith(f"dar-backup-image: {message}") and len(done.stderr.strip().splitlines()) == 1
+    assert list((tmp_path / "backups").iterdir()) == []
+
+
+def test_unreadable_definitions_directory_fails_with_one_line(docker: Docker, image: str, tmp_path: Path):
+    binds = definitions(tmp_path, "default", mode=0o700)
+    os.chown(tmp_path / "backup.d", 0, 0)
+    done = docker(*RUN, *binds, image, "-F")
+    assert done.returncode == 127
+    assert done.stderr.strip() == (
+        "dar-backup-image: the backup definitions directory /backup.d is not readable by UID 1000: "
+        "make it readable by that user (or set DAR_BACKUP_FIX_PERMS=1)"
+    )
+    assert list((tmp_path / "backups").iterdir()) == []
 
 
 def test_missing_config_fails_with_one_clear_line(docker: Docker, image: str):
