@@ -243,12 +243,28 @@ def test_existing_data_is_never_chowned_unless_asked(docker: Docker, image: str,
 def test_final_image_has_no_build_tools_or_caches(docker: Docker, image: str):
     script = (
         "for t in pip pip3 gcc cc make; do command -v $t; done; "
-        "find / -xdev \\( -name '__pycache__' -path '/opt/*' -o -name 'pip' -path '*site-packages*' "
+        "find / -xdev \\( -name '__pycache__' ! -path '/opt/dar-backup/*' -o -name 'pip' -path '*site-packages*' "
         "-o -name 'setuptools' -path '*site-packages*' -o -name 'wheel' -path '*site-packages*' \\) -print; "
         "ls /root/.cache /var/lib/apt/lists/*_Packages 2>/dev/null; true"
     )
     assert docker.ok(*RUN, "--entrypoint", "sh", image, "-c", script).strip() == ""
     assert docker(*RUN, image, "python3", "-m", "pip", "--version").returncode != 0
+
+
+def test_dar_backup_is_compiled_at_build_time_and_never_recompiled(docker: Docker, image: str):
+    """Bytecode in the image (unchecked-hash: reproducible, never rewritten) so no start compiles it."""
+    script = (
+        "import dar_backup.dar_backup, importlib.util, pathlib, sys; "
+        "source = pathlib.Path(dar_backup.dar_backup.__file__); "
+        "cached = pathlib.Path(importlib.util.cache_from_source(str(source))); "
+        "module = sys.modules['dar_backup.dar_backup']; "
+        "print(cached.is_file(), cached.read_bytes()[4:8].hex(), module.__cached__ == str(cached))"
+    )
+    assert docker.ok(*RUN, "--read-only", image, "/opt/dar-backup/bin/python", "-c", script).split() == [
+        "True",
+        "01000000",
+        "True",
+    ]
 
 
 def pem_bodies(text: str) -> set[str]:
