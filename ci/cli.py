@@ -19,7 +19,7 @@ from ci import stages
 from ci.config import REPO_ROOT, ConfigError, RunConfig, build_config
 from ci.engines.seam import Engine, EngineError
 from ci.engines.select import ENGINES, choose_engine, open_engine
-from ci.release import Plan, preflight, release
+from ci.release.stage import Plan, preflight, release
 from ci.report import Report, StageFailure, to_text, write_reports
 
 COMMANDS = {

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ci.config import RunConfig, oci_labels, tool_labels
 from ci.engines.seam import BuildSpec, Engine, Image, SecretRef
-from ci.gates import version_gate
+from ci.release.gates import version_gate
 from ci.report import Report, StageFailure
 from ci.scenario import Scenario
 from ci.versions import TOOLS, VersionError, tool_version

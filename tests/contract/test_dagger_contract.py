@@ -14,7 +14,7 @@ from dagger.client._core import Context
 from ci.cli import pipeline, run_reported
 from ci.config import TOOL_LABELS, RunConfig, build_config, oci_labels
 from ci.engines.dagger import CACHE_BUSTER, dagger_engine
-from ci.release import preflight
+from ci.release.stage import preflight
 from ci.report import Report, StageFailure
 from ci.scenario import PATHS
 from recording import Chain, RecordingConnection, RecordingSession, calls

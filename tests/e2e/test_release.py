@@ -12,13 +12,13 @@ from pathlib import Path
 import anyio
 import pytest
 
-from ci import history
 from ci.cli import pipeline
 from ci.config import REPO_ROOT, REQUIRED_OCI_KEYS
 from ci.engines.docker import DockerEngine
 from ci.engines.seam import BuildSpec, Image
-from ci.registry import Registry
-from ci.release import preflight
+from ci.release import history
+from ci.release.registry import Registry
+from ci.release.stage import preflight
 from ci.report import Report, StageFailure
 from conftest import Docker
 from registry import LocalRegistry, PagingProxy

@@ -3,9 +3,9 @@ import json
 import pytest
 import semver
 
-from ci import history
-from ci.gates import floating_tags, label_gate, newer_than_all, version_gate
-from ci.registry import base_url, split_repo
+from ci.release import history
+from ci.release.gates import floating_tags, label_gate, newer_than_all, version_gate
+from ci.release.registry import base_url, split_repo
 from samples import HISTORY_ENTRY
 
 V = semver.Version.parse

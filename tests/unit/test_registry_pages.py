@@ -2,7 +2,7 @@
 
 import pytest
 
-from ci.registry import RegistryError, next_page
+from ci.release.registry import RegistryError, next_page
 
 PAGE = "http://127.0.0.1:5000/v2/team/dar-backup/tags/list?n=100"
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import semver
 
-from ci import gates, history
 from ci.config import ConfigError, RunConfig, git_tree_is_clean
 from ci.engines.seam import Engine, EngineError, Image, RegistryAuth, SecretRef, read_secret
-from ci.registry import DOCKER_HUB, Registry, RegistryError, split_repo
+from ci.release import gates, history
+from ci.release.registry import DOCKER_HUB, Registry, RegistryError, split_repo
 from ci.report import Report, StageFailure
 from ci.stages import probe_versions
 from ci.versions import TOOLS
