@@ -34,6 +34,7 @@ class Report:
     steps: list[Step] = field(default_factory=list)
     outcome: str = "running"
     error: str = ""
+    notes: list[str] = field(default_factory=list)
 
     @contextmanager
     def step(self, stage: str, name: str) -> Iterator[Step]:
@@ -104,6 +105,8 @@ def to_markdown(report: Report) -> str:
     ]
     for step in report.steps:
         lines.append(f"| {step.stage} | {step.name} | {icon.get(step.status, step.status)} | {step.seconds:.1f} |")
+    if report.notes:
+        lines += ["", *(f"- {note}" for note in report.notes)]
     if report.error:
         lines += ["", f"**Error:** {report.error.splitlines()[0]}"]
     return "\n".join(lines) + "\n"
@@ -115,7 +118,7 @@ def to_text(report: Report) -> str:
     failed = [
         f"  failed: [{s.stage}] {s.name}: {s.message.splitlines()[0] if s.message else ''}" for s in report.failed
     ]
-    return "\n".join([head, *failed])
+    return "\n".join([head, *(f"  {note}" for note in report.notes), *failed])
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -6,6 +6,7 @@ volumes) → release (gates on the tested image). Nothing is built twice in one 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,10 +14,13 @@ from pathlib import Path
 
 from ci.config import RunConfig, oci_labels, tool_labels
 from ci.engines.seam import BuildSpec, Engine, Image, SecretRef
+from ci.release import sbom
 from ci.release.gates import version_gate
-from ci.report import Report, StageFailure
+from ci.report import Report, StageFailure, write_atomically
 from ci.scenario import Scenario
 from ci.versions import TOOLS, VersionError, tool_version
+
+SBOM_FILE = "sbom.cdx.json"
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,32 @@ async def final(engine: Engine, config: RunConfig, base_image: Image, report: Re
         problems = version_gate(await probe_versions(engine, image, TOOLS), versions)
         if problems:
             raise StageFailure("; ".join(problems))
+    with report.step("final", "SBOM: CycloneDX 1.6 of the image, schema-valid, tool versions equal the labels"):
+        await write_sbom(engine, image, config, versions, report)
     return Built(image, versions, labels)
+
+
+async def write_sbom(
+    engine: Engine,
+    image: Image,
+    config: RunConfig,
+    versions: Mapping[str, str],
+    report: Report,
+    digest: str | None = None,
+) -> str:
+    """Read the image, assemble and validate its SBOM, gate it, write it; returns the document."""
+    text = sbom.render(
+        sbom.build_bom(
+            await sbom.read_contents(engine, image), config.image_version, config.created, digest, config.repo
+        )
+    )
+    document = json.loads(text)
+    problems = sbom.sbom_gate(document, versions)
+    if problems:
+        raise StageFailure("SBOM gate: " + "; ".join(problems))
+    write_atomically(config.report_dir / SBOM_FILE, text)
+    report.notes.append(sbom.summary(document))
+    return text
 
 
 async def test(engine: Engine, final_image: Image, report: Report) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ci.config import RunConfig, build_config
@@ -34,3 +35,16 @@ def release_config(repo: str, checkout: Path, version: str, *, dry_run: bool = F
         env={},
         root=checkout,
     )
+
+
+# What an image prints for its SBOM: /etc/os-release, dpkg-query, the venv's distributions.
+OS_RELEASE = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\nVERSION_ID="12"\nID=debian\n'
+DPKG = "base-files\t12.4+deb12u5\tamd64\ndar\t2.7.8-2+b9\tamd64\npar2\t0.8.1-2\tamd64\npython3\t3.11.2-1+b1\tamd64\n"
+DISTS = json.dumps(
+    [
+        {"name": "dar-backup", "version": "1.1.11", "license": "GPL-3.0-or-later"},
+        {"name": "rich", "version": "14.1.0", "license": "MIT"},
+        {"name": "Pygments", "version": "2.19.2", "license": "BSD License"},
+        {"name": "inputimeout", "version": "1.0.4", "license": ""},
+    ]
+)

@@ -18,7 +18,7 @@ from ci.release.stage import preflight
 from ci.report import Report, StageFailure
 from ci.scenario import PATHS
 from recording import Chain, RecordingConnection, RecordingSession, calls
-from samples import release_config
+from samples import DISTS, release_config
 from world import World
 
 SECRET_TEXT = "-----BEGIN CERTIFICATE-----PLAINTEXT-MARKER-7f3a"
@@ -161,6 +161,20 @@ def test_unparsable_container_output_fails_that_step_and_still_writes_the_report
     saved = json.loads((tmp_path / "test.json").read_text())
     assert saved["outcome"] == "failed" and saved["steps"][-1]["status"] == "failed"
     assert 'failures="1"' in (tmp_path / "test.junit.xml").read_text()
+
+
+def test_an_sbom_without_dar_backup_fails_the_sbom_gate_on_dagger(schema, tmp_path, monkeypatch):
+    without = json.dumps([d for d in json.loads(DISTS) if d["name"] != "dar-backup"])
+    with pytest.raises(StageFailure, match="SBOM gate: the SBOM lists no dar-backup"):
+        run_pipeline(schema, World(distributions=without), "final", tmp_path, monkeypatch)
+    assert not (tmp_path / "sbom.cdx.json").exists()
+
+
+def test_final_on_dagger_writes_the_sbom_it_read_through_the_seam(schema, tmp_path, monkeypatch):
+    recorded = run_pipeline(schema, World(), "final", tmp_path, monkeypatch)
+    document = json.loads((tmp_path / "sbom.cdx.json").read_text())
+    assert {c["name"] for c in document["components"]} >= {"dar", "par2", "python3", "dar-backup"}
+    assert recorded.report.notes == ["SBOM: 8 components (4 deb, 4 pypi); dar 2.7.8, par2 0.8.1, dar-backup 1.1.11"]
 
 
 def release_on_dagger(schema, registry, checkout: Path, env: dict[str, str], dry_run: bool):

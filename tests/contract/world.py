@@ -13,8 +13,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ci.manifest import HASHES_MARKER
+from ci.release.sbom import VENV_PYTHON
 from ci.scenario import DEFINITION, LEVELS, TIME_ZONE, local_date
 from recording import Chain, calls
+from samples import DISTS, DPKG, OS_RELEASE
 
 FILES = {"docs/a.txt": "a" * 64, "with space.txt": "b" * 64}
 ENTRIES = (
@@ -43,6 +45,7 @@ class World:
     corrupted: bool = False
     results: dict[str, tuple[int, str]] = field(default_factory=dict)
     manifest: str = MANIFEST
+    distributions: str = DISTS
 
     def answer(self, chain: Chain, name: str, args: dict[str, Any]) -> Any:
         if name == "label":
@@ -80,6 +83,12 @@ class World:
             if argv[1].startswith(f"{DEFINITION}_FULL_"):
                 return 0, "".join(f"[Saved][ ] [-L-] -rw-r--r-- u g 1 o date\tdata/{p}\n" for p in [*FILES, "link"])
             return 0, ""
+        if argv[:2] == ["cat", "/etc/os-release"]:
+            return 0, OS_RELEASE
+        if command == "dpkg-query":
+            return 0, DPKG
+        if command == VENV_PYTHON:
+            return 0, self.distributions
         if command == "date":
             return 0, dt.datetime.now(ZoneInfo(TIME_ZONE)).strftime("%Y-%m-%d %H:%M:%S\n")
         if command == "sha256sum":

@@ -48,10 +48,16 @@ def run_pipeline(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProce
 
 
 @pytest.fixture(scope="session")
-def image(docker: Docker, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The final image as the pipeline builds it (base, final, version gate)."""
-    done = run_pipeline("final", "--report-dir", str(tmp_path_factory.mktemp("final-reports")))
+def final_reports(docker: Docker, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reports of building the final image as the pipeline does (base, final, gates, SBOM)."""
+    reports = tmp_path_factory.mktemp("final-reports")
+    done = run_pipeline("final", "--report-dir", str(reports))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return reports
+
+
+@pytest.fixture(scope="session")
+def image(final_reports: Path) -> str:
     return f"{IMAGE_NAME}:{DEV_IMAGE_VERSION}"
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from ci.config import REPO_ROOT
+from ci.config import REPO_ROOT, TOOL_LABELS
 from ci.manifest import MANIFEST_SCRIPT, OWNER_ATTRIBUTES, TREE_ATTRIBUTES, compare, parse
+from ci.release.sbom import tool_versions, validate
 from ci.versions import locked_dar_backup_version
 from conftest import Docker, mounts
 
@@ -322,3 +323,17 @@ def test_plain_docker_build_refuses_unpinned_dar_backup(docker: Docker, image: s
     )
     assert done.returncode != 0
     assert f"DAR_BACKUP_VERSION must name a release (e.g. 1.1.11), got '{version}'" in done.stderr
+
+
+def test_final_writes_a_valid_sbom_of_what_the_image_holds(docker: Docker, image: str, final_reports: Path):
+    text = (final_reports / "sbom.cdx.json").read_text()
+    validate(text)
+    document = json.loads(text)
+    labels = json.loads(docker.ok("image", "inspect", "-f", "{{json .Config.Labels}}", image))
+    assert tool_versions(document) == {tool: labels[label] for tool, label in TOOL_LABELS.items()}
+    names = {c["name"]: c for c in document["components"]}
+    assert names["python3"]["purl"].startswith("pkg:deb/") and "distro=" in names["python3"]["purl"]
+    debs = docker.ok(*RUN, "--entrypoint", "dpkg-query", image, "-W", "-f", "${Package}\n").split()
+    assert {c["name"] for c in document["components"] if c["purl"].startswith("pkg:deb/")} == set(debs)
+    assert names["dar-backup"]["purl"] == f"pkg:pypi/dar-backup@{labels[TOOL_LABELS['dar-backup']]}"
+    assert document["metadata"]["component"]["version"] == labels["org.opencontainers.image.version"]
