@@ -60,7 +60,7 @@ class DaggerEngine:
     async def build(self, spec: BuildSpec) -> Image:
         context = self.client.host().directory(str(REPO_ROOT), exclude=CONTEXT_EXCLUDE)
         container = context.docker_build(
-            dockerfile="docker/Dockerfile",
+            dockerfile=spec.dockerfile,
             target=spec.target,
             build_args=[dagger.BuildArg(name=k, value=v) for k, v in spec.build_args.items()],
             secrets=[self._secret(ref) for ref in spec.secrets.values()],
@@ -82,12 +82,23 @@ class DaggerEngine:
         env: Mapping[str, str] | None = None,
         user: str | None = None,
         use_entrypoint: bool = False,
+        files: Mapping[str, str] | None = None,
+        secrets: Mapping[str, SecretRef] | None = None,
+        network: bool = False,
     ) -> RunResult:
+        # Dagger containers always have the engine's network; `network` only matters to Docker.
         container = self._containers[image.ref]
         for mount in mounts:
             container = container.with_mounted_cache(mount.path, self.client.cache_volume(mount.volume.name))
         for key, value in (env or {}).items():
             container = container.with_env_variable(key, value)
+        for path, text in (files or {}).items():
+            container = container.with_new_file(path, text, permissions=0o644)
+        for key, ref in (secrets or {}).items():
+            if key.startswith("/"):
+                container = container.with_mounted_secret(key, self._secret(ref))
+            else:
+                container = container.with_secret_variable(key, self._secret(ref))
         if user is not None:
             container = container.with_user(user)
         # Dagger serves identical execs from its cache; every run here must really happen.

@@ -12,13 +12,24 @@ import re
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from itertools import count
 from pathlib import Path
 
 import anyio
 
 from ci.engines.local import ensure_base_image, ensure_client, ensure_daemon
-from ci.engines.seam import BuildSpec, EngineError, Image, Mount, RegistryAuth, RunResult, Volume, read_secret
+from ci.engines.seam import (
+    BuildSpec,
+    EngineError,
+    Image,
+    Mount,
+    RegistryAuth,
+    RunResult,
+    SecretRef,
+    Volume,
+    read_secret,
+)
 
 RUN_LABEL = "dar-backup-ci.run"
 
@@ -37,24 +48,36 @@ def build_argv(client: str, spec: BuildSpec, dockerfile: str, iidfile: str, cont
     return [*argv, context]
 
 
-def run_argv(
-    client: str,
-    name: str,
-    run_id: str,
-    image: Image,
-    argv: Sequence[str],
-    mounts: Sequence[Mount],
-    env: Mapping[str, str],
-    user: str | None,
-    use_entrypoint: bool,
-) -> list[str]:
-    cmd = [client, "run", "--rm", "--network", "none", "--name", name, "--label", f"{RUN_LABEL}={run_id}"]
-    for mount in mounts:
+@dataclass(frozen=True)
+class RunOptions:
+    """How a container runs, besides its image and command."""
+
+    mounts: Sequence[Mount] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    user: str | None = None
+    use_entrypoint: bool = False
+    # (host path, container path) pairs mounted read-only: files and secret files.
+    binds: Sequence[tuple[str, str]] = ()
+    # Variables whose values the docker client passes from its own environment, never in argv.
+    inherited_env: Sequence[str] = ()
+    # The host's network (a registry on 127.0.0.1); otherwise none at all.
+    network: bool = False
+
+
+def run_argv(client: str, name: str, run_id: str, image: Image, argv: Sequence[str], options: RunOptions) -> list[str]:
+    network = "host" if options.network else "none"
+    cmd = [client, "run", "--rm", "--network", network, "--name", name, "--label", f"{RUN_LABEL}={run_id}"]
+    for mount in options.mounts:
         # volume-nocopy: an empty volume stays empty and keeps its owner, as Dagger cache volumes do.
         spec = f"type=volume,src={mount.volume.name},dst={mount.path},volume-nocopy"
         cmd += ["--mount", spec + (",readonly" if mount.read_only else "")]
-    for key, value in env.items():
+    for source, target in options.binds:
+        cmd += ["--mount", f"type=bind,src={source},dst={target},readonly"]
+    for key, value in options.env.items():
         cmd += ["-e", f"{key}={value}"]
+    for key in options.inherited_env:
+        cmd += ["-e", key]
+    user, use_entrypoint = options.user, options.use_entrypoint
     if user is not None:
         cmd += ["--user", user]
     if use_entrypoint:
@@ -86,8 +109,10 @@ class DockerEngine:
         base = ensure_base_image(self.client, requested)
         return base.ref, base.digest
 
-    async def _exec(self, argv: Sequence[str], *, stream: bool = False) -> RunResult:
-        env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+    async def _exec(
+        self, argv: Sequence[str], *, stream: bool = False, extra_env: Mapping[str, str] | None = None
+    ) -> RunResult:
+        env = {**os.environ, "DOCKER_BUILDKIT": "1", **(extra_env or {})}
         if stream:
             done = await anyio.run_process(list(argv), stdout=sys.stderr, stderr=sys.stderr, check=False, env=env)
             return RunResult(done.returncode, "", "")
@@ -103,7 +128,7 @@ class DockerEngine:
     async def build(self, spec: BuildSpec) -> Image:
         with tempfile.TemporaryDirectory(prefix="dar-backup-ci-") as tmp:
             iidfile = str(Path(tmp) / "iid")
-            argv = build_argv(self.client, spec, str(self.context / "docker/Dockerfile"), iidfile, str(self.context))
+            argv = build_argv(self.client, spec, str(self.context / spec.dockerfile), iidfile, str(self.context))
             done = await self._exec(argv, stream=True)
             if not done.ok:
                 raise EngineError(f"docker build --target {spec.target} failed with exit code {done.exit_code}")
@@ -119,10 +144,31 @@ class DockerEngine:
         env: Mapping[str, str] | None = None,
         user: str | None = None,
         use_entrypoint: bool = False,
+        files: Mapping[str, str] | None = None,
+        secrets: Mapping[str, SecretRef] | None = None,
+        network: bool = False,
     ) -> RunResult:
         name = f"dbci-{self.run_id}-{next(self._names)}"
-        cmd = run_argv(self.client, name, self.run_id, image, argv, mounts, env or {}, user, use_entrypoint)
-        return await self._exec(cmd)
+        with tempfile.TemporaryDirectory(prefix="dar-backup-ci-run-") as tmp:
+            binds: list[tuple[str, str]] = []
+            inherited: dict[str, str] = {}
+            for number, (path, text) in enumerate((files or {}).items()):
+                source = Path(tmp) / f"file-{number}"
+                source.write_text(text)
+                source.chmod(0o644)
+                binds.append((str(source), path))
+            for number, (key, ref) in enumerate((secrets or {}).items()):
+                if not key.startswith("/"):
+                    inherited[key] = read_secret(ref)
+                elif ref.scheme == "file":
+                    binds.append((str(Path(ref.target).resolve()), key))
+                else:
+                    source = Path(tmp) / f"secret-{number}"
+                    source.touch(mode=0o600)
+                    source.write_text(read_secret(ref))
+                    binds.append((str(source), key))
+            options = RunOptions(mounts, env or {}, user, use_entrypoint, binds, list(inherited), network)
+            return await self._exec(run_argv(self.client, name, self.run_id, image, argv, options), extra_env=inherited)
 
     async def volume(self, role: str) -> Volume:
         name = f"dbci-{self.run_id}-{role}"

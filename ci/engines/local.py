@@ -197,8 +197,21 @@ class BaseImage:
     digest: str | None
 
 
+def debian_suite(requested: str, known_suites: set[str]) -> str | None:
+    """`trixie` for `debian:trixie-slim` (or `docker.io/library/debian:trixie`); None for other images."""
+    name, _, tag = requested.partition("@")[0].rpartition(":")
+    if name.removeprefix("docker.io/").removeprefix("library/") != "debian":
+        return None
+    suite = tag.removesuffix("-slim")
+    return suite if suite in known_suites else None
+
+
 def ensure_base_image(client: str, requested: str) -> BaseImage:
-    """The requested base if present or pullable, else a local bootstrap of the host's release."""
+    """The requested base if present or pullable, else a local bootstrap.
+
+    A `debian:SUITE` image is bootstrapped as that suite, anything else (ubuntu:24.04) as the
+    host's own release, both from the mirror apt already uses.
+    """
     if image_exists(client, requested) or _run([client, "pull", "-q", requested]).returncode == 0:
         return BaseImage(requested, repo_digest(client, requested))
     known = {p.name for p in DEBOOTSTRAP_SCRIPTS.glob("*")} if DEBOOTSTRAP_SCRIPTS.is_dir() else set()
@@ -206,6 +219,9 @@ def ensure_base_image(client: str, requested: str) -> BaseImage:
         apt_install("debootstrap")
         known = {p.name for p in DEBOOTSTRAP_SCRIPTS.glob("*")}
     source = pick_bootstrap_source(read_host_apt_sources(), known)
+    suite = debian_suite(requested, known)
+    if suite is not None:
+        source = AptSource(source.uri, suite)
     tag = f"{LOCAL_BASE_REPO}:{source.suite}"
     if image_exists(client, tag):
         say(f"{requested} cannot be pulled; reusing the bootstrapped {tag}")

@@ -43,6 +43,7 @@ class BuildSpec:
     labels: Mapping[str, str] = field(default_factory=dict)
     secrets: Mapping[str, SecretRef] = field(default_factory=dict)
     tag: str | None = None
+    dockerfile: str = "docker/Dockerfile"
 
 
 @dataclass(frozen=True)
@@ -107,8 +108,16 @@ class Engine(Protocol):
         env: Mapping[str, str] | None = None,
         user: str | None = None,
         use_entrypoint: bool = False,
+        files: Mapping[str, str] | None = None,
+        secrets: Mapping[str, SecretRef] | None = None,
+        network: bool = False,
     ) -> RunResult:
-        """Run argv in a fresh container with no network; a non-zero exit is a result, not an error."""
+        """Run argv in a fresh container; a non-zero exit is a result, not an error.
+
+        `files` are placed read-only at their paths; each secret becomes the file at its key
+        when the key is an absolute path, else the environment variable it names — never a
+        command-line argument. Only `network=True` containers reach the network (a registry).
+        """
         ...
 
     async def volume(self, role: str) -> Volume:

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from ci.engines.docker import build_argv, run_argv
-from ci.engines.local import AptSource, parse_apt_sources, pick_bootstrap_source
+from ci.engines.docker import RunOptions, build_argv, run_argv
+from ci.engines.local import AptSource, debian_suite, parse_apt_sources, pick_bootstrap_source
 from ci.engines.seam import BuildSpec, EngineError, Image, Mount, SecretRef, Volume
 from ci.engines.select import choose_engine
 from ci.stages import build_secrets
@@ -88,11 +88,11 @@ def test_build_argv_passes_secrets_by_reference_only(tmp_path):
 def test_run_argv_isolates_the_container():
     image = Image("sha256:abc", "final")
     mounts = [Mount(Volume("dbci-1-data"), "/data", read_only=True), Mount(Volume("dbci-1-b"), "/b")]
-    argv = run_argv("docker", "dbci-1-3", "1", image, ["dar", "-t", "x"], mounts, {"TZ": "UTC"}, None, False)
+    argv = run_argv("docker", "dbci-1-3", "1", image, ["dar", "-t", "x"], RunOptions(mounts, {"TZ": "UTC"}))
     assert argv[:4] == ["docker", "run", "--rm", "--network"] and argv[4] == "none"
     assert "type=volume,src=dbci-1-data,dst=/data,volume-nocopy,readonly" in argv
     assert argv[-5:] == ["--entrypoint", "dar", "sha256:abc", "-t", "x"]
-    with_entrypoint = run_argv("docker", "n", "1", image, ["-F"], [], {}, "1234:2345", True)
+    with_entrypoint = run_argv("docker", "n", "1", image, ["-F"], RunOptions(user="1234:2345", use_entrypoint=True))
     assert with_entrypoint[-4:] == ["--user", "1234:2345", "sha256:abc", "-F"]
 
 
@@ -123,3 +123,27 @@ def test_unusable_report_dir_is_refused_before_the_run(capsys, tmp_path):
     blocker.write_text("")
     assert main(["base", "--report-dir", str(blocker / "reports")], env={}) == 2
     assert capsys.readouterr().err.startswith(f"error: cannot use {blocker / 'reports'} as --report-dir: ")
+
+
+def test_run_argv_passes_secrets_by_name_and_files_read_only():
+    options = RunOptions(binds=[("/tmp/k", "/run/secrets/cosign.key")], inherited_env=["COSIGN_PASSWORD"], network=True)
+    argv = run_argv("docker", "n", "1", Image("sha256:abc", "tools"), ["cosign", "sign"], options)
+    assert argv[argv.index("--network") + 1] == "host"
+    assert "type=bind,src=/tmp/k,dst=/run/secrets/cosign.key,readonly" in argv
+    assert argv[argv.index("COSIGN_PASSWORD") - 1] == "-e"
+    assert not any(arg.startswith("COSIGN_PASSWORD=") for arg in argv)
+
+
+@pytest.mark.parametrize(
+    ("requested", "suite"),
+    [
+        ("debian:trixie-slim", "trixie"),
+        ("docker.io/library/debian:bookworm", "bookworm"),
+        ("debian:trixie-slim@sha256:" + "a" * 64, "trixie"),
+        ("debian:nosuchsuite", None),
+        ("ubuntu:24.04", None),
+        ("registry.example.org/debian:trixie", None),
+    ],
+)
+def test_a_debian_base_is_bootstrapped_as_its_own_suite(requested, suite):
+    assert debian_suite(requested, {"bookworm", "trixie", "noble"}) == suite
