@@ -20,6 +20,14 @@ HISTORY_ENTRY = {
     "base_digest": None,
     "git_revision": "abc",
     "created": "2026-01-01T00:00:00Z",
+    "signing": {
+        "identity": "key sha256:" + "d" * 64,
+        "signature": "r:sha256-" + "a" * 64 + ".sig",
+        "signature_digest": "sha256:" + "e" * 64,
+        "attestation": "r:sha256-" + "a" * 64 + ".att",
+        "attestation_digest": "sha256:" + "f" * 64,
+        "sbom_sha256": "0" * 64,
+    },
 }
 
 

@@ -26,7 +26,16 @@ ENTRY_FIELDS: dict[str, type | tuple[type, ...]] = {
     "base_digest": (str, type(None)),
     "git_revision": str,
     "created": str,
+    "signing": dict,
 }
+SIGNING_FIELDS = (
+    "identity",
+    "signature",
+    "signature_digest",
+    "attestation",
+    "attestation_digest",
+    "sbom_sha256",
+)
 
 
 class HistoryError(ValueError):
@@ -46,6 +55,9 @@ def validate_entry(entry: object, where: str) -> None:
         raise HistoryError(f"{where}: tag {entry['tag']!r} is not semver")
     if not entry["digest"].startswith("sha256:"):
         raise HistoryError(f"{where}: digest {entry['digest']!r} is not sha256:…")
+    signed = entry["signing"]
+    if sorted(signed) != sorted(SIGNING_FIELDS) or not all(isinstance(v, str) and v for v in signed.values()):
+        raise HistoryError(f"{where}: signing must have exactly {', '.join(SIGNING_FIELDS)}, all non-empty")
 
 
 def validate(document: object) -> list[dict[str, Any]]:

@@ -40,10 +40,20 @@ def split_repo(repo: str) -> tuple[str, str]:
     return DOCKER_HUB, repo if "/" in repo else f"library/{repo}"
 
 
+def is_loopback(host: str) -> bool:
+    return host.split(":")[0] in ("localhost", "127.0.0.1") or host.startswith("127.") or host.startswith("[::1]")
+
+
 def base_url(host: str) -> str:
     # Like the Docker daemon: plain HTTP only for the loopback registry.
-    plain = host.split(":")[0] in ("localhost", "127.0.0.1") or host.startswith("127.") or host.startswith("[::1]")
-    return f"{'http' if plain else 'https'}://{host}"
+    return f"{'http' if is_loopback(host) else 'https'}://{host}"
+
+
+def docker_config(address: str, username: str, password: str) -> str:
+    """A docker config.json holding one registry login, for tools (cosign) that read it."""
+    key = "https://index.docker.io/v1/" if address == "docker.io" else address
+    auth = base64.b64encode(f"{username}:{password}".encode()).decode()
+    return json.dumps({"auths": {key: {"auth": auth}}})
 
 
 _LINK_VALUE = re.compile(r'\s*<([^>]*)>\s*((?:;\s*[\w*-]+\s*=\s*(?:"[^"]*"|[^;,"]*)\s*)*)(?:,|$)')

@@ -1,25 +1,29 @@
-"""The release stage: refuse early, gate the tested image, publish it by digest, verify, tag, record.
+"""The release stage: refuse early, gate the tested image, publish it by digest, verify, sign, tag, record.
 
-Order matters: nothing is pushed before every gate passed, no floating tag moves before the
-pushed digest was read back and re-gated, and the history changes only after all of that.
+Order matters: nothing is pushed before every gate passed; no floating tag moves before the
+pushed digest was read back, re-gated, signed, its SBOM attested and both verified; the
+history changes only after all of that. Any failure after the push withdraws the candidate.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import semver
 
 from ci.config import ConfigError, RunConfig, git_tree_is_clean
 from ci.engines.seam import Engine, EngineError, Image, RegistryAuth, SecretRef, read_secret
-from ci.release import gates, history
-from ci.release.registry import DOCKER_HUB, Registry, RegistryError, split_repo
+from ci.release import gates, history, signing
+from ci.release.registry import DOCKER_HUB, Registry, RegistryError, docker_config, is_loopback, split_repo
+from ci.release.signing import Identity
 from ci.report import Report, StageFailure
-from ci.stages import probe_versions
+from ci.stages import probe_versions, write_sbom
 from ci.versions import TOOLS
 
 STAGE = "release"
@@ -35,6 +39,7 @@ class Plan:
     builds: list[dict[str, Any]]
     auth: RegistryAuth | None
     registry: Registry
+    identity: Identity | None
 
     @property
     def ref(self) -> str:
@@ -77,6 +82,8 @@ def preflight(config: RunConfig, env: Mapping[str, str], root: Path, report: Rep
             raise StageFailure(f"build history: {err}") from None
         try:
             auth = registry_auth(env, config.repo)
+            # A dry run signs nothing, so it needs no identity.
+            identity = None if config.dry_run else signing.signing_identity(env)
         except ConfigError as err:
             raise StageFailure(str(err)) from None
         registry = Registry(config.repo, auth.username if auth else None, read_secret(auth.password) if auth else None)
@@ -87,7 +94,8 @@ def preflight(config: RunConfig, env: Mapping[str, str], root: Path, report: Rep
             raise StageFailure(f"cannot check the registry, refusing to release: {err}") from None
         problems = [f"tag {config.repo}:{version} already exists"] if exists else []
         refuse(problems + gates.newer_than_all(version, [b["tag"] for b in builds], tags))
-        return Plan(version, config.repo, gates.floating_tags(version), root / HISTORY, builds, auth, registry)
+        floating = gates.floating_tags(version)
+        return Plan(version, config.repo, floating, root / HISTORY, builds, auth, registry, identity)
 
 
 async def gate_image(engine: Engine, image: Image, labels: Mapping[str, str], versions: Mapping[str, str]) -> None:
@@ -97,9 +105,15 @@ async def gate_image(engine: Engine, image: Image, labels: Mapping[str, str], ve
 
 
 def history_values(
-    config: RunConfig, plan: Plan, versions: Mapping[str, str], digest: str, image: Image
+    config: RunConfig,
+    plan: Plan,
+    versions: Mapping[str, str],
+    digest: str,
+    image: Image,
+    signed: Mapping[str, str],
 ) -> dict[str, Any]:
     return {
+        "signing": dict(signed),
         "tag": str(plan.version),
         "image_ref": f"{plan.repo}@{digest}",
         "digest": digest,
@@ -128,7 +142,9 @@ async def release(
         refuse(gates.label_gate(await engine.labels(image, list(labels)), labels))
     if config.dry_run:
         with report.step(STAGE, "dry run: what a release would publish"):
-            entry = history.next_entry(plan.builds, history_values(config, plan, versions, "sha256:" + "0" * 64, image))
+            unknown = dict.fromkeys(history.SIGNING_FIELDS, "known after signing")
+            values = history_values(config, plan, versions, "sha256:" + "0" * 64, image, unknown)
+            entry = history.next_entry(plan.builds, values)
             print(
                 json.dumps(
                     {
@@ -136,16 +152,37 @@ async def release(
                         "image_id": image.image_id,
                         "manifest_digest": "known after the push",
                         "labels": dict(labels),
-                        "history_entry": {**entry, "digest": None, "image_ref": None},
+                        "history_entry": {**entry, "digest": None, "image_ref": None, "signing": None},
+                        "signs": "nothing: a dry run builds and validates the SBOM only",
                     },
                     indent=2,
                 )
             )
         return
+    identity = plan.identity
+    if identity is None:
+        raise StageFailure("a release that is not a dry run needs a signing identity")
+    with report.step(STAGE, "build the signing tools image (cosign)"):
+        tools = await signing.build_tools(engine)
     with report.step(STAGE, f"push {plan.ref}"):
         digest = await engine.publish(image, plan.ref, plan.auth)
     with report.step(STAGE, f"verify {plan.repo}@{digest}"):
-        await verify_or_withdraw(engine, plan, digest, labels, versions)
+        pulled = await guarded(plan, digest, "verification", pull_and_gate(engine, plan, digest, labels, versions))
+    with report.step(STAGE, "SBOM of the published image"):
+        sbom_text = await guarded(
+            plan, digest, "the SBOM", write_sbom(engine, pulled, config, versions, report, digest)
+        )
+    with tempfile.TemporaryDirectory(prefix="dar-backup-ci-cosign-") as private:
+        cosign = signing.Cosign(
+            engine, tools, identity, is_loopback(plan.registry.host), registry_config(plan, Path(private))
+        )
+        with report.step(STAGE, "sign the digest and attest the SBOM (cosign)"):
+            public_key = await guarded(plan, digest, "signing", cosign.public_key())
+            await guarded(plan, digest, "signing", cosign.sign_and_attest(plan.repo, digest, sbom_text))
+        with report.step(STAGE, "verify the signature and the SBOM attestation"):
+            verify = cosign.verify(f"{plan.repo}@{digest}", digest, public_key, sbom_text)
+            await guarded(plan, digest, "signature verification", verify)
+    signed = signing_record(plan, digest, signing.describe(identity, public_key), sbom_text)
     for tag in plan.floating:
         with report.step(STAGE, f"move {plan.repo}:{tag}"):
             try:
@@ -155,27 +192,65 @@ async def release(
             if moved != digest:
                 raise StageFailure(f"{plan.repo}:{tag} points at {moved}, not {digest}")
     with report.step(STAGE, "append the build history"):
-        history.append(
-            plan.history_path, history.next_entry(plan.builds, history_values(config, plan, versions, digest, image))
-        )
+        values = history_values(config, plan, versions, digest, image, signed)
+        history.append(plan.history_path, history.next_entry(plan.builds, values))
 
 
-async def verify_or_withdraw(
-    engine: Engine, plan: Plan, digest: str, labels: Mapping[str, str], versions: Mapping[str, str]
-) -> None:
+T = TypeVar("T")
+
+
+async def guarded(plan: Plan, digest: str, what: str, work: Awaitable[T]) -> T:
+    """Await work on the published candidate; on any failure withdraw it, and say so in the error."""
     try:
-        served = plan.registry.digest(str(plan.version))
-        if served != digest:
-            raise StageFailure(f"the registry serves {served} for {plan.ref}, the push reported {digest}")
-        pulled = await engine.pull(f"{plan.repo}@{digest}", plan.auth)
-        await gate_image(engine, pulled, labels, versions)
-    except (StageFailure, EngineError, RegistryError) as err:
-        raise StageFailure(f"verification of {plan.ref} failed: {err}; {withdraw(plan, digest)}") from None
+        return await work
+    except (StageFailure, EngineError, RegistryError, signing.SigningError, ValueError) as err:
+        raise StageFailure(f"{what} of {plan.ref} failed: {err}; {withdraw(plan, digest)}") from None
+
+
+async def pull_and_gate(
+    engine: Engine, plan: Plan, digest: str, labels: Mapping[str, str], versions: Mapping[str, str]
+) -> Image:
+    served = plan.registry.digest(str(plan.version))
+    if served != digest:
+        raise StageFailure(f"the registry serves {served} for {plan.ref}, the push reported {digest}")
+    pulled = await engine.pull(f"{plan.repo}@{digest}", plan.auth)
+    await gate_image(engine, pulled, labels, versions)
+    return pulled
+
+
+def registry_config(plan: Plan, private: Path) -> SecretRef | None:
+    """The registry login as a docker config file in a private temp dir, for cosign to push with."""
+    if plan.auth is None:
+        return None
+    path = private / "config.json"
+    path.touch(mode=0o600)
+    path.write_text(docker_config(plan.auth.address, plan.auth.username, read_secret(plan.auth.password)))
+    return SecretRef(f"file://{path}")
+
+
+def signing_record(plan: Plan, digest: str, identity: str, sbom_text: str) -> dict[str, str]:
+    """What the history keeps of the signature: who signed, and where the signature and SBOM are."""
+    record = {"identity": identity, "sbom_sha256": hashlib.sha256(sbom_text.encode()).hexdigest()}
+    for kind, tag in zip(("signature", "attestation"), signing.signature_tags(digest), strict=True):
+        try:
+            stored = plan.registry.digest(tag)
+        except RegistryError as err:
+            raise StageFailure(f"reading {plan.repo}:{tag}: {err}") from None
+        if stored is None:
+            raise StageFailure(f"cosign reported success but {plan.repo}:{tag} is not in the registry")
+        record[kind] = f"{plan.repo}:{tag}"
+        record[f"{kind}_digest"] = stored
+    return record
 
 
 def withdraw(plan: Plan, digest: str) -> str:
+    """Remove the candidate and whatever cosign stored for it; the words say what happened."""
     try:
         outcome = plan.registry.delete(digest)
+        for tag in signing.signature_tags(digest):
+            stored = plan.registry.digest(tag)
+            if stored is not None:
+                plan.registry.delete(stored)
     except RegistryError as err:
         return f"could not remove the candidate tag ({err}): remove {plan.ref} by hand"
     return {

@@ -14,6 +14,8 @@ from dagger.client._core import Context
 from ci.cli import pipeline, run_reported
 from ci.config import TOOL_LABELS, RunConfig, build_config, oci_labels
 from ci.engines.dagger import CACHE_BUSTER, dagger_engine
+from ci.engines.seam import SecretRef
+from ci.release.signing import KEY_PATH, REGISTRY_CONFIG_DIR, Cosign, build_tools, signing_identity
 from ci.release.stage import preflight
 from ci.report import Report, StageFailure
 from ci.scenario import PATHS
@@ -211,10 +213,18 @@ def test_release_dry_run_on_dagger_gates_and_publishes_nothing(schema, registry,
     assert (checkout / "doc/build-history.json").read_bytes() == before
 
 
-def test_release_on_dagger_publishes_by_secret_reference_and_fails_closed(schema, auth_registry, checkout, monkeypatch):
+def test_release_on_dagger_publishes_by_secret_reference_and_fails_closed(
+    schema, auth_registry, checkout, monkeypatch, tmp_path
+):
     password = auth_registry.password
     monkeypatch.setenv("DAR_BACKUP_REGISTRY_PASSWORD", password)
-    env = {"DAR_BACKUP_REGISTRY_USERNAME": "releaser", "DAR_BACKUP_REGISTRY_PASSWORD": password}
+    key = tmp_path / "cosign.key"
+    key.write_text(KEY_TEXT)
+    env = {
+        "DAR_BACKUP_REGISTRY_USERNAME": "releaser",
+        "DAR_BACKUP_REGISTRY_PASSWORD": password,
+        "DAR_BACKUP_COSIGN_KEY_FILE": str(key),
+    }
     recorded, failure = release_on_dagger(schema, auth_registry, checkout, env, dry_run=False)
     # The scripted engine reports a digest the real registry never received: verification refuses it.
     assert failure is not None
@@ -227,3 +237,45 @@ def test_release_on_dagger_publishes_by_secret_reference_and_fails_closed(schema
     assert all(password not in query for query in recorded.session.queries)
     assert auth_registry.tags("dar-backup") == []
     assert "append the build history" not in [s.name for s in recorded.report.steps]
+
+
+KEY_TEXT = "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----KEY-MARKER-51c9-----END ENCRYPTED SIGSTORE PRIVATE KEY-----"
+PASSWORD_TEXT = "PASSWORD-MARKER-8d02"
+
+
+def test_cosign_on_dagger_gets_key_password_and_login_by_reference_only(schema, tmp_path, monkeypatch):
+    key, login = tmp_path / "cosign.key", tmp_path / "config.json"
+    key.write_text(KEY_TEXT)
+    login.write_text('{"auths": {"registry.example.org": {"auth": "LOGIN-MARKER"}}}')
+    monkeypatch.setenv("DAR_BACKUP_COSIGN_PASSWORD", PASSWORD_TEXT)
+    identity = signing_identity({"DAR_BACKUP_COSIGN_KEY_FILE": str(key), "DAR_BACKUP_COSIGN_PASSWORD": PASSWORD_TEXT})
+    session = RecordingSession(schema, World().answer)
+    client = dagger.Client(Context(conn=RecordingConnection(session)))
+    digest, sbom = "sha256:" + "e" * 64, json.dumps({"bomFormat": "CycloneDX", "components": []})
+
+    async def go() -> None:
+        async with dagger_engine("c0ffee", client=client) as engine:
+            cosign = Cosign(engine, await build_tools(engine), identity, registry_config=SecretRef(f"file://{login}"))
+            public = await cosign.public_key()
+            await cosign.sign_and_attest("registry.example.org/dar-backup", digest, sbom)
+            await cosign.verify(f"registry.example.org/dar-backup@{digest}", digest, public, sbom)
+
+    anyio.run(go)
+    build = next(a for c in session.chains.values() for a in calls(c, "dockerBuild") if a["target"] == "tools")
+    assert build["dockerfile"] == "docker/tools.Dockerfile"
+    assert {a["name"]: a["value"] for a in build["buildArgs"]} == {"BASE_IMAGE": "debian:trixie-slim"}
+    execs = [c for c in (chain for chain, leaf in session.answered if leaf == "exitCode") if calls(c, "withExec")]
+    cosign_execs = {
+        calls(c, "withExec")[-1]["args"][1]: c for c in execs if calls(c, "withExec")[-1]["args"][0] == "cosign"
+    }
+    assert set(cosign_execs) == {"public-key", "sign", "attest", "verify", "verify-attestation"}
+    for chain in cosign_execs.values():
+        mounted = {a["path"]: session.expand(a["source"]) for a in calls(chain, "withMountedSecret")}
+        assert mounted[KEY_PATH] == (("secret", {"uri": f"file://{key.resolve()}"}),)
+        assert mounted[f"{REGISTRY_CONFIG_DIR}/config.json"] == (("secret", {"uri": f"file://{login}"}),)
+        variables = {a["name"]: session.expand(a["secret"]) for a in calls(chain, "withSecretVariable")}
+        assert variables == {"COSIGN_PASSWORD": (("secret", {"uri": "env://DAR_BACKUP_COSIGN_PASSWORD"}),)}
+    assert [f["contents"] for f in calls(cosign_execs["attest"], "withNewFile")] == [sbom]
+    assert "--tlog-upload=false" in calls(cosign_execs["sign"], "withExec")[-1]["args"]
+    for marker in ("KEY-MARKER", PASSWORD_TEXT, "LOGIN-MARKER"):
+        assert all(marker not in query for query in session.queries)

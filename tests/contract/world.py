@@ -7,13 +7,16 @@ when `dd` corrupts it and comes back when `par2 repair` runs.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from ci.manifest import HASHES_MARKER
 from ci.release.sbom import VENV_PYTHON
+from ci.release.signing import CYCLONEDX_PREDICATE, SBOM_PATH
 from ci.scenario import DEFINITION, LEVELS, TIME_ZONE, local_date
 from recording import Chain, calls
 from samples import DISTS, DPKG, OS_RELEASE
@@ -36,6 +39,7 @@ VERSIONS = {
     "dar-backup": "dar-backup 1.1.11\ndar-backup source code is here\n",
 }
 PUBLISHED_DIGEST = "sha256:" + "c" * 64
+PUBLIC_KEY = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----\n"
 
 
 @dataclass
@@ -46,6 +50,7 @@ class World:
     results: dict[str, tuple[int, str]] = field(default_factory=dict)
     manifest: str = MANIFEST
     distributions: str = DISTS
+    attested: dict[str, str] = field(default_factory=dict)
 
     def answer(self, chain: Chain, name: str, args: dict[str, Any]) -> Any:
         if name == "label":
@@ -56,9 +61,28 @@ class World:
         argv = calls(chain, "withExec")[-1]["args"]
         # exitCode, stdout and stderr are three queries on one exec: it runs once, as in Dagger.
         if repr(chain) not in self.results:
-            self.results[repr(chain)] = self.execute(argv)
+            files = {f["path"]: f["contents"] for f in calls(chain, "withNewFile")}
+            self.results[repr(chain)] = self.cosign(argv[1:], files) if argv[0] == "cosign" else self.execute(argv)
         code, stdout = self.results[repr(chain)]
         return {"exitCode": code, "stdout": stdout, "stderr": "" if code == 0 else f"{argv[0]} failed\n"}[name]
+
+    def cosign(self, args: list[str], files: dict[str, str]) -> tuple[int, str]:
+        """cosign as it answers a key pair that signed: what was attested comes back verified."""
+        digest = args[-1].rpartition("@")[2]
+        if args[0] == "public-key":
+            return 0, PUBLIC_KEY
+        if args[0] == "attest":
+            self.attested[digest] = files[SBOM_PATH]
+        if args[0] == "verify":
+            return 0, json.dumps([{"critical": {"image": {"docker-manifest-digest": digest}}}])
+        if args[0] == "verify-attestation":
+            statement = {
+                "predicateType": CYCLONEDX_PREDICATE,
+                "subject": [{"digest": {"sha256": digest.removeprefix("sha256:")}}],
+                "predicate": json.loads(self.attested[digest]),
+            }
+            return 0, json.dumps({"payload": base64.b64encode(json.dumps(statement).encode()).decode()}) + "\n"
+        return 0, ""
 
     def archive(self, level: str) -> str:
         return f"{DEFINITION}_{level}_{local_date(TIME_ZONE, dt.datetime.now(dt.UTC))}"

@@ -9,10 +9,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import pytest
 
 from ci.config import DEV_IMAGE_VERSION, IMAGE_NAME, REPO_ROOT
+from ci.engines.docker import DockerEngine
 from ci.engines.local import ensure_client, ensure_daemon
+from ci.engines.seam import Image
+from ci.release.signing import build_tools
 
 
 @dataclass(frozen=True)
@@ -75,3 +79,47 @@ def volumes(docker: Docker) -> Iterator[dict[str, str]]:
 def mounts(volumes: dict[str, str]) -> list[str]:
     paths = {"data": "/data", "backups": "/backups", "backup.d": "/backup.d", "restore": "/restore"}
     return [arg for role, name in volumes.items() for arg in ("-v", f"{name}:{paths[role]}")]
+
+
+@pytest.fixture(scope="session")
+def tools(docker: Docker) -> Image:
+    """The cosign tools image, built through the seam as a release builds it."""
+
+    async def build() -> Image:
+        engine = DockerEngine("tools-fixture", REPO_ROOT, docker.client)
+        try:
+            return await build_tools(engine)
+        finally:
+            await engine.close()
+
+    return anyio.run(build)
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    private: Path
+    public: Path
+    password: str
+
+    def env(self) -> dict[str, str]:
+        return {"DAR_BACKUP_COSIGN_KEY_FILE": str(self.private), "DAR_BACKUP_COSIGN_PASSWORD": self.password}
+
+
+def generate_key_pair(docker: Docker, tools: Image, where: Path, password: str) -> KeyPair:
+    where.mkdir(parents=True)
+    docker.ok(
+        "run", "--rm", "--network", "none", "-e", f"COSIGN_PASSWORD={password}",
+        "-v", f"{where}:/keys", "-w", "/keys", tools.ref, "generate-key-pair",
+    )  # fmt: skip
+    return KeyPair(where / "cosign.key", where / "cosign.pub", password)
+
+
+@pytest.fixture(scope="session")
+def cosign_key(docker: Docker, tools: Image, tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
+    """A cosign key pair for signing releases, made by the tools image's own cosign."""
+    return generate_key_pair(docker, tools, tmp_path_factory.mktemp("cosign") / "release", "key-Pass-3e1f")
+
+
+@pytest.fixture(scope="session")
+def other_key(docker: Docker, tools: Image, tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
+    return generate_key_pair(docker, tools, tmp_path_factory.mktemp("cosign") / "other", "")

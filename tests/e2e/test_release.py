@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -18,14 +19,23 @@ from ci.engines.docker import DockerEngine
 from ci.engines.seam import BuildSpec, Image
 from ci.release import history
 from ci.release.registry import Registry
+from ci.release.signing import Cosign, SigningError, attested_predicates, signing_identity
 from ci.release.stage import preflight
 from ci.report import Report, StageFailure
-from conftest import Docker
+from conftest import Docker, KeyPair
 from registry import LocalRegistry, PagingProxy
 from samples import HISTORY_ENTRY, release_config
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry]
 NAME = "dar-backup"
+
+
+@pytest.fixture(autouse=True)
+def signing_key(cosign_key: KeyPair, monkeypatch) -> KeyPair:
+    """Every release here signs with the session's key pair, as a maintainer's would."""
+    for name, value in cosign_key.env().items():
+        monkeypatch.setenv(name, value)
+    return cosign_key
 
 
 def release(checkout: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -55,9 +65,10 @@ def history_bytes(checkout: Path) -> bytes:
 def test_release_lands_version_minor_and_latest_with_one_digest(image, registry: LocalRegistry, checkout: Path):
     done = release(checkout, "--image-version", "1.2.0", "--repo", f"{registry.address}/{NAME}")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    assert registry.tags(NAME) == ["1.2", "1.2.0", "latest"]
+    assert [t for t in registry.tags(NAME) if not t.startswith("sha256-")] == ["1.2", "1.2.0", "latest"]
     digests = {
-        registry.skopeo("inspect", f"docker://{registry.address}/{NAME}:{t}")["Digest"] for t in registry.tags(NAME)
+        registry.skopeo("inspect", f"docker://{registry.address}/{NAME}:{t}")["Digest"]
+        for t in ("1.2", "1.2.0", "latest")
     }
     assert len(digests) == 1
     config = registry.skopeo("inspect", "--config", f"docker://{registry.address}/{NAME}:1.2.0")
@@ -69,6 +80,14 @@ def test_release_lands_version_minor_and_latest_with_one_digest(image, registry:
     builds = history.read(checkout / "doc/build-history.json")
     assert len(builds) == 1
     assert builds[0]["tag"] == "1.2.0" and builds[0]["digest"] == digests.pop()
+    signed, hex_digest = builds[0]["signing"], builds[0]["digest"].removeprefix("sha256:")
+    assert signed["signature"] == f"{registry.address}/{NAME}:sha256-{hex_digest}.sig"
+    assert signed["attestation"] == f"{registry.address}/{NAME}:sha256-{hex_digest}.att"
+    for kind in ("signature", "attestation"):
+        assert registry.skopeo("inspect", f"docker://{signed[kind]}")["Digest"] == signed[f"{kind}_digest"]
+    sbom = (checkout / "reports/sbom.cdx.json").read_text()
+    assert signed["sbom_sha256"] == hashlib.sha256(sbom.encode()).hexdigest()
+    assert json.loads(sbom)["metadata"]["component"]["purl"].startswith(f"pkg:oci/dar-backup@{builds[0]['digest']}")
     assert (
         builds[0]["git_revision"]
         == subprocess.run(
@@ -77,13 +96,21 @@ def test_release_lands_version_minor_and_latest_with_one_digest(image, registry:
     )
 
 
-def test_prerelease_with_credentials_pushes_only_its_tag(image, auth_registry: LocalRegistry, checkout: Path):
+def test_prerelease_with_credentials_pushes_only_its_tag(
+    image, auth_registry: LocalRegistry, checkout: Path, signing_key: KeyPair
+):
     env = {"DAR_BACKUP_REGISTRY_USERNAME": "releaser", "DAR_BACKUP_REGISTRY_PASSWORD": auth_registry.password}
     done = release(checkout, "--image-version", "2.0.0-rc.1", "--repo", f"{auth_registry.address}/{NAME}", env=env)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    assert auth_registry.tags(NAME) == ["2.0.0-rc.1"]
-    assert auth_registry.password not in done.stdout + done.stderr
-    assert auth_registry.password not in (checkout / "reports/release.json").read_text()
+    assert [t for t in auth_registry.tags(NAME) if not t.startswith("sha256-")] == ["2.0.0-rc.1"]
+    assert len(auth_registry.tags(NAME)) == 3  # cosign pushed its signature and attestation with the login
+    # No secret anywhere: output, reports, SBOM, history, the image's labels.
+    key_body = "".join(signing_key.private.read_text().splitlines()[1:-1])
+    published = auth_registry.skopeo("inspect", "--config", f"docker://{auth_registry.address}/{NAME}:2.0.0-rc.1")
+    places = [done.stdout, done.stderr, json.dumps(published), history_bytes(checkout).decode()]
+    places += [path.read_text() for path in (checkout / "reports").iterdir()]
+    for secret in (auth_registry.password, signing_key.password, key_body, key_body[:40]):
+        assert not any(secret in place for place in places)
 
 
 def test_dry_run_changes_nothing_anywhere(image, registry: LocalRegistry, checkout: Path):
@@ -127,6 +154,8 @@ def write_history(checkout: Path, tag: str) -> None:
         ),
         ("malformed history", ["--image-version", "1.0.0"], 1, "build history:"),
         ("dirty tree", ["--image-version", "1.0.0"], 1, "the git tree has uncommitted changes"),
+        ("no signing key", ["--image-version", "1.0.0"], 1, "a release is signed: set DAR_BACKUP_COSIGN_KEY_FILE"),
+        ("unreadable key", ["--image-version", "1.0.0"], 1, "DAR_BACKUP_COSIGN_KEY_FILE=/nonexistent/cosign.key"),
     ],
 )
 def test_refusals_push_nothing_and_keep_history(docker, image, registry, checkout, setup, args, code, message):
@@ -139,8 +168,10 @@ def test_refusals_push_nothing_and_keep_history(docker, image, registry, checkou
         subprocess.run(["git", "-C", str(checkout), "commit", "-qam", "broken history"], check=True)
     elif setup == "dirty tree":
         (checkout / "README.md").write_text("local edit\n")
+    key = {"no signing key": "", "unreadable key": "/nonexistent/cosign.key"}.get(setup)
     tags_before, history_before = registry.tags(NAME), history_bytes(checkout)
-    done = release(checkout, *args, "--repo", f"{registry.address}/{NAME}")
+    env = {} if key is None else {"DAR_BACKUP_COSIGN_KEY_FILE": key}
+    done = release(checkout, *args, "--repo", f"{registry.address}/{NAME}", env=env)
     assert done.returncode == code, done.stdout[-3000:] + done.stderr[-2000:]
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and message.format(repo=f"{registry.address}/{NAME}") in last
@@ -180,7 +211,7 @@ def release_in_process(engine_class: type[DockerEngine], registry: LocalRegistry
     report = Report("release", "docker")
 
     async def go() -> None:
-        plan = preflight(config, {}, checkout, report)
+        plan = preflight(config, dict(os.environ), checkout, report)
         engine = engine_class.open(config.run_id, REPO_ROOT)
         engine.registry = registry  # type: ignore[attr-defined]
         try:
@@ -228,3 +259,64 @@ def test_release_gate_reads_every_page_of_tags(registry: LocalRegistry, checkout
     finally:
         proxy.close()
     assert len(registry.tags(NAME)) == 250 and history_bytes(checkout) == before
+
+
+def cosign(docker: Docker, tools: Image, *args: str, key: Path) -> subprocess.CompletedProcess[str]:
+    """cosign as a user runs it to check a release: the public key, the loopback registry."""
+    return docker(
+        "run", "--rm", "--network", "host", "-v", f"{key}:/keys/cosign.pub:ro", tools.ref,
+        *args, "--key", "/keys/cosign.pub", "--insecure-ignore-tlog=true", "--allow-insecure-registry",
+    )  # fmt: skip
+
+
+def test_a_user_verifies_the_release_with_its_public_key_only(
+    docker: Docker, image, tools: Image, registry: LocalRegistry, checkout: Path, signing_key, other_key
+):
+    done = release(checkout, "--image-version", "1.4.0", "--repo", f"{registry.address}/{NAME}")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    ref = f"{registry.address}/{NAME}:1.4.0"
+    assert cosign(docker, tools, "verify", ref, key=signing_key.public).returncode == 0
+    wrong = cosign(docker, tools, "verify", ref, key=other_key.public)
+    assert wrong.returncode != 0 and "no matching signatures" in wrong.stderr
+    attested = cosign(docker, tools, "verify-attestation", "--type", "cyclonedx", ref, key=signing_key.public)
+    assert attested.returncode == 0, attested.stderr[-2000:]
+    digest = history.read(checkout / "doc/build-history.json")[0]["digest"]
+    written = json.loads((checkout / "reports/sbom.cdx.json").read_text())
+    assert attested_predicates(attested.stdout, digest) == [written]
+
+
+def test_verify_refuses_a_tag_pointed_at_other_content(
+    docker: Docker, image, tools: Image, registry: LocalRegistry, checkout: Path, signing_key: KeyPair
+):
+    done = release(checkout, "--image-version", "1.5.0", "--repo", f"{registry.address}/{NAME}")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    digest = history.read(checkout / "doc/build-history.json")[0]["digest"]
+    sbom = (checkout / "reports/sbom.cdx.json").read_text()
+    identity = signing_identity(signing_key.env())
+    public = signing_key.public.read_text()
+
+    async def verify(ref: str) -> None:
+        engine = DockerEngine("verify-test", REPO_ROOT, docker.client)
+        try:
+            await Cosign(engine, tools, identity, insecure=True).verify(ref, digest, public, sbom)
+        finally:
+            await engine.close()
+
+    anyio.run(verify, f"{registry.address}/{NAME}:1.5.0")  # the untouched release verifies
+    registry.push_tiny_image(NAME, ["1.5.0"])  # someone points the tag at other content
+    with pytest.raises(SigningError, match="cosign verify exited"):
+        anyio.run(verify, f"{registry.address}/{NAME}:1.5.0")
+
+
+def test_a_failed_signing_withdraws_the_candidate_and_records_nothing(
+    image, registry: LocalRegistry, checkout: Path, signing_key: KeyPair
+):
+    before = history_bytes(checkout)
+    env = {"DAR_BACKUP_COSIGN_PASSWORD": "not-the-key-password"}
+    done = release(checkout, "--image-version", "1.6.0", "--repo", f"{registry.address}/{NAME}", env=env)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: signing of {registry.address}/{NAME}:1.6.0 failed: cosign public-key exited")
+    assert last.endswith(f"removed {registry.address}/{NAME}:1.6.0")
+    assert registry.tags(NAME) == [] and history_bytes(checkout) == before
+    assert "not-the-key-password" not in done.stdout + done.stderr

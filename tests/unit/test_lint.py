@@ -31,8 +31,9 @@ def test_shellcheck(script):
     check([tool("shellcheck"), "-x", script])
 
 
-def test_hadolint():
-    check([tool("hadolint"), "docker/Dockerfile"])
+@pytest.mark.parametrize("dockerfile", ["docker/Dockerfile", "docker/tools.Dockerfile"])
+def test_hadolint(dockerfile):
+    check([tool("hadolint"), dockerfile])
 
 
 def test_actionlint():

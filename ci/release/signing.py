@@ -1,0 +1,214 @@
+"""Signing: cosign signs a published digest and attests its SBOM onto it, then verifies both.
+
+cosign runs in a tools image built through the seam (docker/tools.Dockerfile), never on the
+host. The private key, its password, the OIDC request token and registry credentials reach it
+only as secrets (a mounted file or a variable), never in argv, output or reports. Pure parts
+(identity, argv, reading cosign's output) are plain functions; `Cosign` is the only engine user.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ci.config import ConfigError
+from ci.engines.seam import BuildSpec, Engine, Image, SecretRef
+
+TOOLS_DOCKERFILE = "docker/tools.Dockerfile"
+TOOLS_BASE_IMAGE = "debian:trixie-slim"
+KEY_PATH = "/run/secrets/cosign.key"
+REGISTRY_CONFIG_DIR = "/run/secrets/registry"
+PUBLIC_KEY_PATH = "/run/cosign/cosign.pub"
+SBOM_PATH = "/run/cosign/sbom.cdx.json"
+GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
+CYCLONEDX_PREDICATE = "https://cyclonedx.org/bom"
+OIDC_VARIABLES = ("ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+
+
+class SigningError(Exception):
+    """cosign refused, or what it verified is not what was published."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who signs: a key pair (local) or GitHub Actions' OIDC identity (keyless)."""
+
+    key: SecretRef | None = None
+    password: SecretRef | None = None
+    certificate_identity: str | None = None
+    issuer: str = GITHUB_ISSUER
+    oidc: Mapping[str, SecretRef] = field(default_factory=dict)
+
+
+def signing_identity(env: Mapping[str, str]) -> Identity:
+    """The identity a release signs with; one clear line when there is none."""
+    key_file = env.get("DAR_BACKUP_COSIGN_KEY_FILE")
+    if key_file:
+        path = Path(key_file)
+        if not path.is_file() or not os.access(path, os.R_OK):
+            raise ConfigError(f"DAR_BACKUP_COSIGN_KEY_FILE={key_file} is not a readable file")
+        password = SecretRef("env://DAR_BACKUP_COSIGN_PASSWORD") if "DAR_BACKUP_COSIGN_PASSWORD" in env else None
+        return Identity(key=SecretRef(f"file://{path.resolve()}"), password=password)
+    if env.get("GITHUB_ACTIONS") == "true" and all(env.get(name) for name in OIDC_VARIABLES):
+        if not env.get("GITHUB_WORKFLOW_REF"):
+            raise ConfigError("keyless signing needs GITHUB_WORKFLOW_REF to name the workflow identity")
+        server = env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
+        return Identity(
+            certificate_identity=f"{server}/{env['GITHUB_WORKFLOW_REF']}",
+            oidc={name: SecretRef(f"env://{name}") for name in OIDC_VARIABLES},
+        )
+    raise ConfigError(
+        "a release is signed: set DAR_BACKUP_COSIGN_KEY_FILE (with DAR_BACKUP_COSIGN_PASSWORD), "
+        "or run on GitHub Actions with id-token: write for keyless signing"
+    )
+
+
+def key_fingerprint(public_key_pem: str) -> str:
+    """sha256 of the public key's DER bytes, as `sha256:…`."""
+    body = re.search(r"-----BEGIN PUBLIC KEY-----(.*?)-----END PUBLIC KEY-----", public_key_pem, re.S)
+    if body is None:
+        raise SigningError("cosign public-key printed no PEM public key")
+    return "sha256:" + hashlib.sha256(base64.b64decode("".join(body.group(1).split()))).hexdigest()
+
+
+def signature_tags(digest: str) -> tuple[str, str]:
+    """The tags cosign stores the signature and the attestations under, beside the image."""
+    tag = digest.replace(":", "-")
+    return f"{tag}.sig", f"{tag}.att"
+
+
+def _with_identity(args: list[str], identity: Identity, insecure: bool, *, verifying: bool) -> list[str]:
+    if identity.key is not None and verifying:
+        args += ["--key", PUBLIC_KEY_PATH, "--insecure-ignore-tlog=true"]
+    elif identity.key is not None:
+        # A private key has no public transparency log to record its signatures in.
+        args += ["--key", KEY_PATH, "--tlog-upload=false"]
+    elif verifying:
+        args += [
+            "--certificate-identity",
+            str(identity.certificate_identity),
+            "--certificate-oidc-issuer",
+            identity.issuer,
+        ]
+    return args + (["--allow-insecure-registry"] if insecure else [])
+
+
+def sign_args(identity: Identity, ref: str, insecure: bool) -> list[str]:
+    return [*_with_identity(["sign", "--yes"], identity, insecure, verifying=False), ref]
+
+
+def attest_args(identity: Identity, ref: str, insecure: bool) -> list[str]:
+    attest = ["attest", "--yes", "--type", "cyclonedx", "--predicate", SBOM_PATH]
+    return [*_with_identity(attest, identity, insecure, verifying=False), ref]
+
+
+def verify_args(identity: Identity, ref: str, insecure: bool) -> list[str]:
+    return [*_with_identity(["verify", "--output", "json"], identity, insecure, verifying=True), ref]
+
+
+def verify_attestation_args(identity: Identity, ref: str, insecure: bool) -> list[str]:
+    verify = ["verify-attestation", "--type", "cyclonedx", "--output", "json"]
+    return [*_with_identity(verify, identity, insecure, verifying=True), ref]
+
+
+def _json_documents(text: str) -> list[Any]:
+    """cosign prints one JSON document (verify) or one a line (verify-attestation)."""
+    stripped = text.strip()
+    try:
+        return [json.loads(stripped)] if stripped.startswith("[") else [json.loads(line) for line in text.splitlines()]
+    except json.JSONDecodeError as err:
+        raise SigningError(f"cosign printed something that is not JSON: {err}") from None
+
+
+def verified_digests(text: str) -> set[str]:
+    """The manifest digests `cosign verify` found valid signatures for."""
+    documents = _json_documents(text)
+    try:
+        return {entry["critical"]["image"]["docker-manifest-digest"] for doc in documents for entry in doc}
+    except (KeyError, TypeError) as err:
+        raise SigningError(f"cosign verify printed an unexpected document: missing {err}") from None
+
+
+def attested_predicates(text: str, digest: str) -> list[Any]:
+    """The CycloneDX predicates of the verified attestations whose subject is `digest`."""
+    predicates = []
+    for envelope in _json_documents(text):
+        try:
+            statement = json.loads(base64.b64decode(envelope["payload"]))
+            subjects = {f"sha256:{s['digest']['sha256']}" for s in statement["subject"]}
+            kind, predicate = statement["predicateType"], statement["predicate"]
+        except (KeyError, TypeError, ValueError) as err:
+            raise SigningError(f"cosign verify-attestation printed an unreadable statement: {err}") from None
+        if kind == CYCLONEDX_PREDICATE and digest in subjects:
+            predicates.append(predicate)
+    return predicates
+
+
+def describe(identity: Identity, public_key_pem: str | None) -> str:
+    if public_key_pem is not None:
+        return f"key {key_fingerprint(public_key_pem)}"
+    return f"keyless {identity.certificate_identity} ({identity.issuer})"
+
+
+async def build_tools(engine: Engine) -> Image:
+    """The cosign image, FROM debian:trixie-slim (or its local bootstrap where no registry answers)."""
+    base, _ = await engine.resolve_base(TOOLS_BASE_IMAGE)
+    spec = BuildSpec("tools", {"BASE_IMAGE": base}, dockerfile=TOOLS_DOCKERFILE, tag="dar-backup-tools:local")
+    return await engine.build(spec)
+
+
+@dataclass(frozen=True)
+class Cosign:
+    engine: Engine
+    tools: Image
+    identity: Identity
+    # A plain-HTTP registry on the loopback, as the local release tests use.
+    insecure: bool = False
+    # A docker config.json holding the registry credentials, for pushing signatures.
+    registry_config: SecretRef | None = None
+
+    async def run(self, args: Sequence[str], files: Mapping[str, str] | None = None) -> str:
+        env: dict[str, str] = {}
+        secrets: dict[str, SecretRef] = dict(self.identity.oidc)
+        if self.identity.key is not None:
+            secrets[KEY_PATH] = self.identity.key
+            if self.identity.password is not None:
+                secrets["COSIGN_PASSWORD"] = self.identity.password
+            else:
+                env["COSIGN_PASSWORD"] = ""
+        if self.registry_config is not None:
+            secrets[f"{REGISTRY_CONFIG_DIR}/config.json"] = self.registry_config
+            env["DOCKER_CONFIG"] = REGISTRY_CONFIG_DIR
+        result = await self.engine.run(
+            self.tools, ["cosign", *args], env=env, secrets=secrets, files=files, network=True
+        )
+        if not result.ok:
+            raise SigningError(f"cosign {args[0]} exited {result.exit_code}: {result.tail(3)}")
+        return result.stdout
+
+    async def public_key(self) -> str | None:
+        if self.identity.key is None:
+            return None
+        return await self.run(["public-key", "--key", KEY_PATH])
+
+    async def sign_and_attest(self, repo: str, digest: str, sbom_text: str) -> None:
+        ref = f"{repo}@{digest}"
+        await self.run(sign_args(self.identity, ref, self.insecure))
+        await self.run(attest_args(self.identity, ref, self.insecure), files={SBOM_PATH: sbom_text})
+
+    async def verify(self, ref: str, digest: str, public_key: str | None, sbom_text: str) -> None:
+        """`ref` (a tag or a digest) carries a valid signature and the SBOM attestation for `digest`."""
+        files = {PUBLIC_KEY_PATH: public_key} if public_key is not None else {}
+        signed = verified_digests(await self.run(verify_args(self.identity, ref, self.insecure), files))
+        if signed != {digest}:
+            raise SigningError(f"cosign verified signatures of {sorted(signed)} for {ref}, expected only {digest}")
+        attested = await self.run(verify_attestation_args(self.identity, ref, self.insecure), files)
+        if json.loads(sbom_text) not in attested_predicates(attested, digest):
+            raise SigningError(f"the SBOM attested on {ref} is not the SBOM this release wrote")
