@@ -204,7 +204,8 @@ async def guarded(plan: Plan, digest: str, what: str, work: Awaitable[T]) -> T:
     try:
         return await work
     except (StageFailure, EngineError, RegistryError, signing.SigningError, ValueError) as err:
-        raise StageFailure(f"{what} of {plan.ref} failed: {err}; {withdraw(plan, digest)}") from None
+        # The withdrawal's outcome leads: the first line is the one every summary shows.
+        raise StageFailure(f"{what} of {plan.ref} failed ({withdraw(plan, digest)}): {err}") from None
 
 
 async def pull_and_gate(

@@ -234,8 +234,8 @@ def test_a_missing_label_stops_the_release_before_the_push(image, registry: Loca
 def test_registry_gone_after_push_moves_no_tag_and_writes_no_history(image, registry: LocalRegistry, checkout):
     before = history_bytes(checkout)
     message = release_in_process(RegistryDiesAfterPush, registry, checkout, "1.1.0")
-    assert message.startswith(f"verification of {registry.address}/{NAME}:1.1.0 failed: registry")
-    assert "remove" in message and "by hand" in message
+    assert message.startswith(f"verification of {registry.address}/{NAME}:1.1.0 failed (could not remove")
+    assert "by hand): registry" in message.splitlines()[0]
     registry.start()
     assert registry.tags(NAME) == ["1.1.0"]
     assert history_bytes(checkout) == before
@@ -316,7 +316,7 @@ def test_a_failed_signing_withdraws_the_candidate_and_records_nothing(
     done = release(checkout, "--image-version", "1.6.0", "--repo", f"{registry.address}/{NAME}", env=env)
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"error: signing of {registry.address}/{NAME}:1.6.0 failed: cosign public-key exited")
-    assert last.endswith(f"removed {registry.address}/{NAME}:1.6.0")
+    ref = f"{registry.address}/{NAME}:1.6.0"
+    assert last.startswith(f"error: signing of {ref} failed (removed {ref}): cosign public-key exited 1")
     assert registry.tags(NAME) == [] and history_bytes(checkout) == before
     assert "not-the-key-password" not in done.stdout + done.stderr
