@@ -8,6 +8,7 @@ made them, so a later `node(id:)` resumes that chain; leaf fields go to a script
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,14 @@ Answer = Callable[[Chain, str, dict[str, Any]], Any]
 
 class InvalidQuery(AssertionError):
     pass
+
+
+def load_schema(text: str) -> graphql.GraphQLSchema:
+    """SDL (the pinned schema file), or introspection JSON as `dagger query` prints it (CI exports it)."""
+    if text.lstrip().startswith("{"):
+        result = json.loads(text)
+        return graphql.build_client_schema(result.get("data", result))
+    return graphql.build_schema(text)
 
 
 @dataclass
