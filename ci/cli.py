@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import json
 import os
 import signal
 import sys
@@ -14,12 +15,15 @@ from pathlib import Path
 from types import FrameType
 
 import anyio
+import semver
 
 from ci import stages
 from ci.config import REPO_ROOT, ConfigError, RunConfig, build_config
 from ci.engines.seam import Engine, EngineError
 from ci.engines.select import ENGINES, choose_engine, open_engine
-from ci.release.stage import Plan, preflight, release
+from ci.release import history
+from ci.release.refresh import next_patch, what_changed
+from ci.release.stage import HISTORY, Plan, preflight, release
 from ci.report import Report, StageFailure, to_text, write_reports
 
 COMMANDS = {
@@ -27,7 +31,10 @@ COMMANDS = {
     "final": "build base, then the final image with dar-backup and its labels",
     "test": "build, then run FULL → DIFF → INCR end to end and prove every restore",
     "release": "gate, build, test, then publish the tested image by digest to --repo",
+    "refresh": "build and test as a release would; release the next patch only if the base or packages changed",
 }
+# The commands that publish, and so pass the release gate before anything is built.
+PUBLISHING = ("release", "refresh")
 
 
 def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -60,7 +67,7 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "--repo", default=env.get("DAR_BACKUP_REPO"), help="REGISTRY/NAME the image is released to [DAR_BACKUP_REPO]"
     )
     p.add_argument(
-        "--dry-run", action="store_true", help="release: gate, build and test, but push nothing and write no history"
+        "--dry-run", action="store_true", help="release, refresh: gate, build and test, but push and sign nothing and write no history"
     )
     p.add_argument(
         "--report-dir",
@@ -69,6 +76,13 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="where the JSON and JUnit reports go (default reports/) [DAR_BACKUP_REPORT_DIR]",
     )
     return p
+
+
+def refresh_version(root: Path) -> semver.Version:
+    try:
+        return next_patch(history.read(root / HISTORY))
+    except history.HistoryError as err:
+        raise ConfigError(f"build history: {err}") from None
 
 
 def writable_report_dir(path: Path) -> None:
@@ -95,13 +109,24 @@ async def pipeline(command: str, engine: Engine, config: RunConfig, report: Repo
     if command == "final":
         return
     await stages.test(engine, built.image, report)
-    if plan is not None:
-        await release(engine, config, plan, built.image, built.labels, built.versions, report)
+    if plan is None:
+        return
+    if command == "refresh":
+        with report.step("refresh", f"compare with the last release {plan.builds[-1]['tag']}"):
+            last, document = plan.builds[-1], json.loads(built.sbom)
+            changes = await what_changed(engine, last, document, config.base_digest, plan.auth)
+        if not changes:
+            report.notes.append(f"nothing changed since {last['tag']}")
+            print(f"[refresh] nothing changed since {last['tag']}: nothing to release", flush=True)
+            return
+        report.notes.append(f"refresh {plan.version}: " + "; ".join(changes))
+        plan = dataclasses.replace(plan, notes=f"refresh: {'; '.join(changes)}")
+    await release(engine, config, plan, built, report)
 
 
 async def execute(engine_name: str, config: RunConfig, report: Report, command: str, env: Mapping[str, str]) -> None:
     # A release is refused before the engine is even opened when its gate says no.
-    plan = preflight(config, env, REPO_ROOT, report) if command == "release" else None
+    plan = preflight(config, env, REPO_ROOT, report) if command in PUBLISHING else None
     async with open_engine(engine_name, config) as engine:
         await pipeline(command, engine, config, report, plan)
 
@@ -111,8 +136,13 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     args = parser(env).parse_args(argv)
     try:
         engine_name, why = choose_engine(args.engine, env)
+        image_version = args.image_version
+        if args.command == "refresh":
+            if image_version is not None:
+                raise ConfigError("refresh picks its version itself (the next patch after the last release)")
+            image_version = str(refresh_version(REPO_ROOT))
         config = build_config(
-            image_version=args.image_version,
+            image_version=image_version,
             dar_backup_version=args.dar_backup_version,
             base_image=args.base_image,
             repo=args.repo,
@@ -121,8 +151,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             env=env,
             root=REPO_ROOT,
         )
-        if args.dry_run and args.command != "release":
-            raise ConfigError(f"--dry-run applies to release only, not {args.command}")
+        if args.dry_run and args.command not in PUBLISHING:
+            raise ConfigError(f"--dry-run applies to release and refresh only, not {args.command}")
         writable_report_dir(config.report_dir)
     except (ConfigError, EngineError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -28,6 +28,7 @@ class Built:
     image: Image
     versions: dict[str, str]
     labels: dict[str, str]
+    sbom: str
 
 
 def build_secrets(env: Mapping[str, str]) -> dict[str, SecretRef]:
@@ -73,8 +74,8 @@ async def final(engine: Engine, config: RunConfig, base_image: Image, report: Re
         if problems:
             raise StageFailure("; ".join(problems))
     with report.step("final", "SBOM: CycloneDX 1.6 of the image, schema-valid, tool versions equal the labels"):
-        await write_sbom(engine, image, config, versions, report)
-    return Built(image, versions, labels)
+        document = await write_sbom(engine, image, config, versions, report)
+    return Built(image, versions, labels, document)
 
 
 async def write_sbom(

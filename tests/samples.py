@@ -28,6 +28,8 @@ HISTORY_ENTRY = {
         "attestation_digest": "sha256:" + "f" * 64,
         "sbom_sha256": "0" * 64,
     },
+    "packages_sha256": "1" * 64,
+    "notes": "",
 }
 
 

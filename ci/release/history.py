@@ -27,6 +27,9 @@ ENTRY_FIELDS: dict[str, type | tuple[type, ...]] = {
     "git_revision": str,
     "created": str,
     "signing": dict,
+    # What a refresh compares: the package set's digest (the base digest is above), and why it was made.
+    "packages_sha256": str,
+    "notes": str,
 }
 SIGNING_FIELDS = (
     "identity",

@@ -8,6 +8,7 @@ schema and gated here, on the host, as plain functions over those values.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -211,3 +212,20 @@ def summary(document: Mapping[str, Any]) -> str:
     pypi = sum(str(c.get("purl", "")).startswith("pkg:pypi/") for c in components)
     versions = ", ".join(f"{tool} {version}" for tool, version in tool_versions(document).items())
     return f"SBOM: {len(components)} components ({debs} deb, {pypi} pypi); {versions}"
+
+
+def deb_versions(document: Mapping[str, Any]) -> dict[str, str]:
+    """Installed distribution packages by name, as the SBOM lists them."""
+    return {
+        str(c["name"]): str(c["version"])
+        for c in document.get("components", [])
+        if str(c.get("purl", "")).startswith("pkg:deb/")
+    }
+
+
+def package_set_sha256(document: Mapping[str, Any]) -> str:
+    """One digest of every distribution package's purl (name, version, architecture, distro)."""
+    purls = sorted(
+        str(c["purl"]) for c in document.get("components", []) if str(c.get("purl", "")).startswith("pkg:deb/")
+    )
+    return hashlib.sha256("\n".join(purls).encode()).hexdigest()

@@ -19,11 +19,11 @@ import semver
 
 from ci.config import ConfigError, RunConfig, git_tree_is_clean
 from ci.engines.seam import Engine, EngineError, Image, RegistryAuth, SecretRef, read_secret
-from ci.release import gates, history, signing
+from ci.release import gates, history, sbom, signing
 from ci.release.registry import DOCKER_HUB, Registry, RegistryError, docker_config, is_loopback, split_repo
 from ci.release.signing import Identity
 from ci.report import Report, StageFailure
-from ci.stages import probe_versions, write_sbom
+from ci.stages import Built, probe_versions, write_sbom
 from ci.versions import TOOLS
 
 STAGE = "release"
@@ -40,6 +40,8 @@ class Plan:
     auth: RegistryAuth | None
     registry: Registry
     identity: Identity | None
+    # Why this release is made, for the history (a refresh names what changed).
+    notes: str = ""
 
     @property
     def ref(self) -> str:
@@ -111,9 +113,12 @@ def history_values(
     digest: str,
     image: Image,
     signed: Mapping[str, str],
+    sbom_text: str,
 ) -> dict[str, Any]:
     return {
         "signing": dict(signed),
+        "packages_sha256": sbom.package_set_sha256(json.loads(sbom_text)),
+        "notes": plan.notes,
         "tag": str(plan.version),
         "image_ref": f"{plan.repo}@{digest}",
         "digest": digest,
@@ -128,22 +133,15 @@ def history_values(
     }
 
 
-async def release(
-    engine: Engine,
-    config: RunConfig,
-    plan: Plan,
-    image: Image,
-    labels: Mapping[str, str],
-    versions: Mapping[str, str],
-    report: Report,
-) -> None:
+async def release(engine: Engine, config: RunConfig, plan: Plan, built: Built, report: Report) -> None:
+    image, labels, versions = built.image, built.labels, built.versions
     # The version gate already ran on this very image in the final stage; labels are checked here.
     with report.step(STAGE, "label gate on the tested image"):
         refuse(gates.label_gate(await engine.labels(image, list(labels)), labels))
     if config.dry_run:
         with report.step(STAGE, "dry run: what a release would publish"):
             unknown = dict.fromkeys(history.SIGNING_FIELDS, "known after signing")
-            values = history_values(config, plan, versions, "sha256:" + "0" * 64, image, unknown)
+            values = history_values(config, plan, versions, "sha256:" + "0" * 64, image, unknown, built.sbom)
             entry = history.next_entry(plan.builds, values)
             print(
                 json.dumps(
@@ -192,7 +190,7 @@ async def release(
             if moved != digest:
                 raise StageFailure(f"{plan.repo}:{tag} points at {moved}, not {digest}")
     with report.step(STAGE, "append the build history"):
-        values = history_values(config, plan, versions, digest, image, signed)
+        values = history_values(config, plan, versions, digest, image, signed, sbom_text)
         history.append(plan.history_path, history.next_entry(plan.builds, values))
 
 

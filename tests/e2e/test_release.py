@@ -38,14 +38,16 @@ def signing_key(cosign_key: KeyPair, monkeypatch) -> KeyPair:
     return cosign_key
 
 
-def release(checkout: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def release(
+    checkout: Path, *args: str, env: dict[str, str] | None = None, command: str = "release"
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             sys.executable,
             "ci/main.py",
             "--engine",
             "docker",
-            "release",
+            command,
             "--report-dir",
             str(checkout / "reports"),
             *args,
@@ -320,3 +322,52 @@ def test_a_failed_signing_withdraws_the_candidate_and_records_nothing(
     assert last.startswith(f"error: signing of {ref} failed (removed {ref}): cosign public-key exited 1")
     assert registry.tags(NAME) == [] and history_bytes(checkout) == before
     assert "not-the-key-password" not in done.stdout + done.stderr
+
+
+def commit_history(checkout: Path, version: str) -> None:
+    subprocess.run(["git", "-C", str(checkout), "commit", "-qam", f"Build history: {version}"], check=True)
+
+
+def test_refresh_releases_the_next_patch_only_when_packages_changed(
+    docker: Docker, image, registry: LocalRegistry, checkout: Path
+):
+    repo = f"{registry.address}/{NAME}"
+    done = release(checkout, "--image-version", "1.0.0", "--repo", repo)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    commit_history(checkout, "1.0.0")
+    tags = registry.tags(NAME)
+    done = release(checkout, "--repo", repo, command="refresh")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "[refresh] nothing changed since 1.0.0: nothing to release" in done.stdout
+    assert registry.tags(NAME) == tags and len(history.read(checkout / "doc/build-history.json")) == 1
+    # The same base with one package more, as after a base image update.
+    labels = json.loads(docker.ok("image", "inspect", "-f", "{{json .Config.Labels}}", image))
+    dockerfile = (
+        f"FROM {labels['org.opencontainers.image.base.name']}\n"
+        "RUN apt-get update && apt-get install -y --no-install-recommends less && rm -rf /var/lib/apt/lists/*\n"
+    )
+    built = subprocess.run(
+        [docker.client, "build", "-t", "dar-backup-test-base:refresh", "-"],
+        input=dockerfile, capture_output=True, text=True, check=False, env={**os.environ, "DOCKER_BUILDKIT": "1"},
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr[-2000:]
+    try:
+        done = release(checkout, "--repo", repo, "--base-image", "dar-backup-test-base:refresh", command="refresh")
+    finally:
+        docker("rmi", "dar-backup-test-base:refresh")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    builds = history.read(checkout / "doc/build-history.json")
+    assert [b["tag"] for b in builds] == ["1.0.0", "1.0.1"]
+    assert builds[1]["notes"].startswith("refresh: ") and "+less " in builds[1]["notes"]
+    assert builds[1]["packages_sha256"] != builds[0]["packages_sha256"]
+    assert {"1.0.1", "1.0", "latest"} <= set(registry.tags(NAME))
+    report = json.loads((checkout / "reports/refresh.json").read_text())
+    assert any(note.startswith("refresh 1.0.1: ") and "+less " in note for note in report["notes"])
+
+
+def test_refresh_without_a_previous_release_is_refused_with_one_line(registry: LocalRegistry, checkout: Path):
+    done = release(checkout, "--repo", f"{registry.address}/{NAME}", command="refresh")
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "error: refresh needs a previous release in doc/build-history.json; release one first"
+    )

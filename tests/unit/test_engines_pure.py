@@ -113,7 +113,7 @@ def test_dry_run_outside_release_is_refused_with_one_line(capsys, tmp_path):
     from ci.cli import main
 
     assert main(["test", "--dry-run", "--report-dir", str(tmp_path)], env={}) == 2
-    assert capsys.readouterr().err == "error: --dry-run applies to release only, not test\n"
+    assert capsys.readouterr().err == "error: --dry-run applies to release and refresh only, not test\n"
 
 
 def test_unusable_report_dir_is_refused_before_the_run(capsys, tmp_path):

@@ -1,0 +1,54 @@
+"""Refresh: rebuild as a release would, and release the next patch only when the image changed.
+
+What counts as a change: another base image digest, or another set of installed distribution
+packages (name, version, architecture) than the last released build recorded. Plain functions
+over history entries and SBOM documents, apart from reading the previous image's packages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import semver
+
+from ci.config import ConfigError
+from ci.engines.seam import Engine, RegistryAuth
+from ci.release import sbom
+
+
+def next_patch(builds: Sequence[Mapping[str, Any]]) -> semver.Version:
+    """X.Y.Z+1 after the last released build."""
+    if not builds:
+        raise ConfigError("refresh needs a previous release in doc/build-history.json; release one first")
+    return semver.Version.parse(builds[-1]["tag"]).bump_patch()
+
+
+def package_changes(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
+    """`name old → new`, `+name version` (added), `-name version` (removed), by name."""
+    lines = [f"{name} {old[name]} → {new[name]}" for name in sorted(old.keys() & new.keys()) if old[name] != new[name]]
+    lines += [f"+{name} {new[name]}" for name in sorted(new.keys() - old.keys())]
+    lines += [f"-{name} {old[name]}" for name in sorted(old.keys() - new.keys())]
+    return lines
+
+
+def base_change(last: Mapping[str, Any], base_digest: str | None) -> list[str]:
+    if base_digest and last.get("base_digest") != base_digest:
+        return [f"base image {last.get('base_digest') or 'unknown'} → {base_digest}"]
+    return []
+
+
+async def what_changed(
+    engine: Engine,
+    last: Mapping[str, Any],
+    document: Mapping[str, Any],
+    base_digest: str | None,
+    auth: RegistryAuth | None,
+) -> list[str]:
+    """What differs from the last released build; empty when nothing does."""
+    changes = base_change(last, base_digest)
+    if sbom.package_set_sha256(document) == last["packages_sha256"]:
+        return changes
+    previous = await engine.pull(last["image_ref"], auth)
+    old = {package.name: package.version for package in (await sbom.read_contents(engine, previous)).debs}
+    return changes + (package_changes(old, sbom.deb_versions(document)) or ["the package set changed"])

@@ -1,0 +1,48 @@
+"""Refresh decisions as plain functions: the next version, what changed and how it reads."""
+
+import json
+
+import pytest
+
+from ci.config import ConfigError
+from ci.release.refresh import base_change, next_patch, package_changes
+from ci.release.sbom import (
+    ImageContents,
+    build_bom,
+    deb_versions,
+    package_set_sha256,
+    parse_distributions,
+    parse_dpkg,
+    parse_os_release,
+    render,
+)
+from samples import DISTS, DPKG, HISTORY_ENTRY, OS_RELEASE
+
+
+def document(dpkg: str = DPKG) -> dict:
+    contents = ImageContents(parse_os_release(OS_RELEASE), parse_dpkg(dpkg), parse_distributions(DISTS))
+    return json.loads(render(build_bom(contents, "1.0.0", "2026-11-26T10:00:00Z")))
+
+
+def test_next_patch_follows_the_last_release():
+    assert str(next_patch([HISTORY_ENTRY, {**HISTORY_ENTRY, "tag": "1.4.2"}])) == "1.4.3"
+    with pytest.raises(ConfigError, match="refresh needs a previous release"):
+        next_patch([])
+
+
+def test_package_set_digest_changes_with_any_package_and_nothing_else():
+    same = document()
+    assert package_set_sha256(same) == package_set_sha256(document())
+    newer = document(DPKG.replace("dar\t2.7.8-2+b9", "dar\t2.7.8-2+b10"))
+    assert package_set_sha256(newer) != package_set_sha256(same)
+    assert deb_versions(newer)["dar"] == "2.7.8-2+b10" and "dar-backup" not in deb_versions(newer)
+
+
+def test_changes_name_each_package_and_the_base():
+    old = {"dar": "2.7.8-2+b9", "par2": "0.8.1-2", "gone": "1.0"}
+    new = {"dar": "2.7.8-2+b10", "par2": "0.8.1-2", "less": "590-2"}
+    assert package_changes(old, new) == ["dar 2.7.8-2+b9 → 2.7.8-2+b10", "+less 590-2", "-gone 1.0"]
+    assert package_changes(old, old) == []
+    last = {**HISTORY_ENTRY, "base_digest": "sha256:" + "a" * 64}
+    assert base_change(last, "sha256:" + "b" * 64) == [f"base image sha256:{'a' * 64} → sha256:{'b' * 64}"]
+    assert base_change(last, "sha256:" + "a" * 64) == [] and base_change(last, None) == []
