@@ -11,7 +11,13 @@ import pytest
 
 from ci.config import REPO_ROOT
 
-SHELL_SCRIPTS = ["docker/entrypoint.sh", "scripts/run-backup.sh", "scripts/dev", ".ci/run"]
+SHELL_SCRIPTS = [
+    "docker/entrypoint.sh",
+    "scripts/run-backup.sh",
+    "scripts/dev",
+    "scripts/commit-history",
+    ".ci/run",
+]
 
 
 def tool(name: str) -> str:
