@@ -46,3 +46,8 @@ def test_actionlint():
     workflows = sorted(str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / ".github/workflows").glob("*.yml"))
     assert workflows
     check([tool("actionlint"), *workflows])
+
+
+def test_zizmor_finds_nothing_at_medium_or_above():
+    """The workflows' security audit (offline): no finding of medium severity or more."""
+    check([tool("zizmor"), "--offline", "--min-severity", "medium", ".github/workflows"])
