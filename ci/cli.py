@@ -67,7 +67,9 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "--repo", default=env.get("DAR_BACKUP_REPO"), help="REGISTRY/NAME the image is released to [DAR_BACKUP_REPO]"
     )
     p.add_argument(
-        "--dry-run", action="store_true", help="release, refresh: gate, build and test, but push and sign nothing and write no history"
+        "--dry-run",
+        action="store_true",
+        help="release, refresh: gate, build and test, but push and sign nothing and write no history",
     )
     p.add_argument(
         "--report-dir",
