@@ -17,7 +17,7 @@ from types import FrameType
 import anyio
 import semver
 
-from ci import stages
+from ci import stages, upgrade
 from ci.config import REPO_ROOT, ConfigError, RunConfig, build_config
 from ci.engines.seam import Engine, EngineError
 from ci.engines.select import ENGINES, choose_engine, open_engine
@@ -67,6 +67,12 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "--repo", default=env.get("DAR_BACKUP_REPO"), help="REGISTRY/NAME the image is released to [DAR_BACKUP_REPO]"
     )
     p.add_argument(
+        "--previous-image",
+        default=env.get("DAR_BACKUP_PREVIOUS_IMAGE"),
+        help="test: a released image (registry ref) whose archives the candidate must restore "
+        "(release and refresh use the last release) [DAR_BACKUP_PREVIOUS_IMAGE]",
+    )
+    p.add_argument(
         "--dry-run",
         action="store_true",
         help="release, refresh: gate, build and test, but push and sign nothing and write no history",
@@ -98,6 +104,10 @@ def writable_report_dir(path: Path) -> None:
 
 
 async def pipeline(command: str, engine: Engine, config: RunConfig, report: Report, plan: Plan | None = None) -> None:
+    # A previous image asked for by name is pulled first: a wrong ref fails before anything is built.
+    previous = (
+        await upgrade.pull_previous(engine, config.previous_image, None, report) if config.previous_image else None
+    )
     base_ref, base_digest = await engine.resolve_base(config.base_image)
     if base_ref != config.base_image:
         print(f"[pipeline] building FROM {base_ref} instead of {config.base_image}", flush=True)
@@ -111,6 +121,14 @@ async def pipeline(command: str, engine: Engine, config: RunConfig, report: Repo
     if command == "final":
         return
     await stages.test(engine, built.image, report)
+    if plan is not None and plan.previous is not None:
+        previous = await upgrade.pull_previous(engine, plan.previous, plan.auth, report)
+    elif plan is not None:
+        report.skip(
+            upgrade.STAGE, "archives of the previous release restore with the candidate", "skipped: no previous release"
+        )
+    if previous is not None:
+        await upgrade.check(engine, built.image, built.versions, previous, report)
     if plan is None:
         return
     if command == "refresh":
@@ -152,7 +170,10 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             report_dir=args.report_dir,
             env=env,
             root=REPO_ROOT,
+            previous_image=args.previous_image,
         )
+        if args.previous_image and args.command != "test":
+            raise ConfigError("--previous-image applies to test; release and refresh check against the last release")
         if args.dry_run and args.command not in PUBLISHING:
             raise ConfigError(f"--dry-run applies to release and refresh only, not {args.command}")
         writable_report_dir(config.report_dir)

@@ -64,6 +64,8 @@ class RunConfig:
     dry_run: bool
     report_dir: Path
     base_digest: str | None = None
+    # `test --previous-image`: the release whose archives the candidate must restore.
+    previous_image: str | None = None
 
     @property
     def local_tag(self) -> str:
@@ -176,6 +178,7 @@ def build_config(
     report_dir: Path,
     env: Mapping[str, str],
     root: Path = REPO_ROOT,
+    previous_image: str | None = None,
 ) -> RunConfig:
     """Refuse a run with bad versions before anything is built."""
     locked = locked_dar_backup_version(root / "docker/requirements.txt")
@@ -205,4 +208,5 @@ def build_config(
         licenses=project_license(root / "pyproject.toml"),
         dry_run=dry_run,
         report_dir=report_dir,
+        previous_image=previous_image or None,
     )

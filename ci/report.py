@@ -37,21 +37,25 @@ class Report:
     notes: list[str] = field(default_factory=list)
 
     @contextmanager
-    def step(self, stage: str, name: str) -> Iterator[Step]:
+    def step(self, stage: str, name: str, *, gating: bool = True) -> Iterator[Step]:
         """Time a step; a failure inside it is recorded, then propagates.
 
         A ValueError (output a container printed that does not parse, a comparison that cannot
         be made) is that step failing, not a crash of the pipeline: it becomes a StageFailure.
+        A step that is not gating records its failure as a warning and lets the run go on.
         """
         step = Step(stage, name)
         started = time.monotonic()
         print(f"[{stage}] {name} ...", flush=True)
         try:
             yield step
-        except ValueError as err:
-            step.status = "failed"
-            step.message = f"{name}: {type(err).__name__}: {err}"
-            raise StageFailure(step.message) from err
+        except (StageFailure, ValueError) as err:
+            step.message = f"{name}: {type(err).__name__}: {err}" if isinstance(err, ValueError) else str(err)
+            step.status = "failed" if gating else "warning"
+            if gating and isinstance(err, StageFailure):
+                raise
+            if gating:
+                raise StageFailure(step.message) from err
         except BaseException as err:
             step.status = "failed"
             step.message = str(err) or type(err).__name__
@@ -60,6 +64,11 @@ class Report:
             step.seconds = round(time.monotonic() - started, 3)
             self.steps.append(step)
             print(f"[{stage}] {name}: {step.status} ({step.seconds:.1f}s)", flush=True)
+
+    def skip(self, stage: str, name: str, reason: str) -> None:
+        """A check that could not apply, recorded with why: never a silent pass."""
+        self.steps.append(Step(stage, name, "skipped", 0.0, reason))
+        print(f"[{stage}] {name}: {reason}", flush=True)
 
     @property
     def failed(self) -> list[Step]:
@@ -83,20 +92,25 @@ def to_junit(report: Report) -> str:
             tests=str(len(steps)),
             failures=str(sum(s.status == "failed" for s in steps)),
             errors="0",
-            skipped="0",
+            skipped=str(sum(s.status == "skipped" for s in steps)),
             time=f"{sum(s.seconds for s in steps):.3f}",
         )
         for step in steps:
             case = ET.SubElement(suite, "testcase", classname=f"{report.command}.{stage}", name=step.name)
             case.set("time", f"{step.seconds:.3f}")
+            first_line = step.message.splitlines()[0] if step.message else ""
             if step.status == "failed":
-                failure = ET.SubElement(case, "failure", message=step.message.splitlines()[0] if step.message else "")
+                failure = ET.SubElement(case, "failure", message=first_line)
                 failure.text = step.message
+            elif step.status == "skipped":
+                ET.SubElement(case, "skipped", message=first_line)
+            elif step.status == "warning":
+                ET.SubElement(case, "system-out").text = f"warning (not gating): {step.message}"
     return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
 
 
 def to_markdown(report: Report) -> str:
-    icon = {"passed": "✅", "failed": "❌"}
+    icon = {"passed": "✅", "failed": "❌", "skipped": "⏭️ skipped", "warning": "⚠️ warning"}
     lines = [
         f"## dar-backup-image `{report.command}` on {report.engine}: {report.outcome}",
         "",
@@ -116,7 +130,9 @@ def to_text(report: Report) -> str:
     total = sum(s.seconds for s in report.steps)
     head = f"{report.command} on {report.engine}: {report.outcome} — {len(report.steps)} steps, {total:.1f}s"
     failed = [
-        f"  failed: [{s.stage}] {s.name}: {s.message.splitlines()[0] if s.message else ''}" for s in report.failed
+        f"  {s.status}: [{s.stage}] {s.name}: {s.message.splitlines()[0] if s.message else ''}"
+        for s in report.steps
+        if s.status != "passed"
     ]
     return "\n".join([head, *(f"  {note}" for note in report.notes), *failed])
 

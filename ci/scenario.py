@@ -82,6 +82,9 @@ class Scenario:
     volumes: dict[str, Volume] = field(default_factory=dict)
     snapshots: dict[str, Manifest] = field(default_factory=dict)
     archives: dict[str, str] = field(default_factory=dict)
+    stage: str = STAGE
+    # Keeps the volumes of a second story in the same run (the upgrade check) apart.
+    volume_prefix: str = ""
 
     async def user(self, argv: Sequence[str]) -> RunResult:
         """Run as a user runs the image: started as root, dropped to RUN_AS_UID by the entrypoint."""
@@ -95,25 +98,30 @@ class Scenario:
         return parse(printed.stdout)
 
     async def run(self) -> None:
-        with self.report.step(STAGE, "volumes and backup definition"):
+        with self.report.step(self.stage, "volumes and backup definition"):
             await self.set_up()
         previous: Manifest = {}
         for level in LEVELS:
-            with self.report.step(STAGE, f"{level.name}: change data and snapshot"):
-                fail_unless(await self.user(["python3", "-c", DATASET_SOURCE, level.prepare, "/data"]), "data set")
-                self.snapshots[level.name] = await self.snapshot(level)
+            with self.report.step(self.stage, f"{level.name}: change data and snapshot"):
+                await self.change_data(level)
             await self.prove_level(level, previous)
             previous = self.snapshots[level.name]
         await self.prove_bitrot_repair()
 
     async def set_up(self) -> None:
         for role in PATHS:
-            self.volumes[role] = await self.engine.volume(role)
+            self.volumes[role] = await self.engine.volume(self.volume_prefix + role)
         # Fresh volumes belong to root; a user's own directories belong to the user.
         mounts = [Mount(v, PATHS[r]) for r, v in self.volumes.items()]
         fail_unless(await self.engine.run(self.image, ["chown", RUN_AS, *PATHS.values()], mounts=mounts), "chown")
         script = 'printf "%s" "$1" > "/backup.d/$2"'
         fail_unless(await self.user(["sh", "-c", script, "sh", DEFINITION_TEXT, DEFINITION]), "writing the definition")
+
+    async def change_data(self, level: Level) -> Manifest:
+        """Make the level's changes to /data with the image's own python3; the snapshot after them."""
+        fail_unless(await self.user(["python3", "-c", DATASET_SOURCE, level.prepare, "/data"]), "data set")
+        self.snapshots[level.name] = await self.snapshot(level)
+        return self.snapshots[level.name]
 
     async def snapshot(self, level: Level) -> Manifest:
         return await self.manifest("/data")
@@ -123,25 +131,34 @@ class Scenario:
 
     async def prove_level(self, level: Level, previous: Manifest) -> None:
         expected = self.snapshots[level.name]
-        with self.report.step(STAGE, f"{level.name}: dar-backup {level.flag} exits 0 in {TIME_ZONE}"):
-            before = dt.datetime.now(dt.UTC)
-            fail_unless(await self.backup(level), f"dar-backup {level.flag}")
-            dates = {local_date(TIME_ZONE, before), local_date(TIME_ZONE, dt.datetime.now(dt.UTC))}
-        with self.report.step(STAGE, f"{level.name}: archive named in local time, one par2 set per slice"):
-            names = fail_unless(await self.user(["ls", "-1", "/backups"]), "ls /backups").stdout.splitlines()
-            archive = self.find_archive(level, dates, names)
-        with self.report.step(STAGE, f"{level.name}: --list and --list-contents show the changes"):
+        with self.report.step(self.stage, f"{level.name}: dar-backup {level.flag} exits 0 in {TIME_ZONE}"):
+            dates = await self.back_up(level)
+        with self.report.step(self.stage, f"{level.name}: archive named in local time, one par2 set per slice"):
+            archive = await self.archive_of(level, dates)
+        with self.report.step(self.stage, f"{level.name}: --list and --list-contents show the changes"):
             listed = fail_unless(await self.user(["--list", "-d", DEFINITION]), "dar-backup --list").stdout
             if archive not in listed:
                 raise StageFailure(f"dar-backup --list does not show {archive}")
             contents = fail_unless(await self.user(["--list-contents", archive]), "--list-contents").stdout
             fail_on(listing.unshown_changes(contents, previous, expected, prefix="data/"), f"--list-contents {archive}")
         chain = [self.archives[lv.name] for lv in LEVELS[: LEVELS.index(level) + 1]]
-        with self.report.step(STAGE, f"{level.name}: restore {' + '.join(lv.name for lv in LEVELS[: len(chain)])}"):
+        with self.report.step(
+            self.stage, f"{level.name}: restore {' + '.join(lv.name for lv in LEVELS[: len(chain)])}"
+        ):
             restored = await self.restore_chain(level.name, chain)
             fail_on(compare(expected, restored, may_be_missing=empty_dirs(expected)), f"restore of {level.name}")
-        with self.report.step(STAGE, f"{level.name}: point-in-time restore (manager --when)"):
+        with self.report.step(self.stage, f"{level.name}: point-in-time restore (manager --when)"):
             await self.prove_point_in_time(level, previous, expected)
+
+    async def back_up(self, level: Level) -> set[str]:
+        """Run the level's backup; the local dates it may carry (at start or end: midnight)."""
+        before = dt.datetime.now(dt.UTC)
+        fail_unless(await self.backup(level), f"dar-backup {level.flag}")
+        return {local_date(TIME_ZONE, before), local_date(TIME_ZONE, dt.datetime.now(dt.UTC))}
+
+    async def archive_of(self, level: Level, dates: set[str]) -> str:
+        names = fail_unless(await self.user(["ls", "-1", "/backups"]), "ls /backups").stdout.splitlines()
+        return self.find_archive(level, dates, names)
 
     def find_archive(self, level: Level, dates: set[str], names: Sequence[str]) -> str:
         for date in sorted(dates):
@@ -179,7 +196,7 @@ class Scenario:
     async def prove_bitrot_repair(self) -> None:
         full = self.archives["FULL"]
         slice_path = f"/backups/{full}.1.dar"
-        with self.report.step(STAGE, "bitrot: corrupted slice fails dar -t"):
+        with self.report.step(self.stage, "bitrot: corrupted slice fails dar -t"):
             original = await self.sha256(slice_path)
             corrupt = ["dd", "if=/dev/zero", f"of={slice_path}", "bs=4096", "seek=256", "count=1", "conv=notrunc"]
             fail_unless(await self.user(corrupt), "corrupting a slice")
@@ -188,12 +205,12 @@ class Scenario:
             tested = await self.user(["dar", "-t", f"/backups/{full}", "-Q"])
             if tested.ok:
                 raise StageFailure(f"dar -t passed on corrupted {slice_path}")
-        with self.report.step(STAGE, "bitrot: par2 repair restores the exact bytes"):
+        with self.report.step(self.stage, "bitrot: par2 repair restores the exact bytes"):
             fail_unless(await self.user(["par2", "repair", "-q", f"{slice_path}.par2"]), "par2 repair")
             if await self.sha256(slice_path) != original:
                 raise StageFailure(f"par2 repair did not restore the original bytes of {slice_path}")
             fail_unless(await self.user(["dar", "-t", f"/backups/{full}", "-Q"]), "dar -t after repair")
-        with self.report.step(STAGE, "bitrot: restore after repair equals the FULL snapshot"):
+        with self.report.step(self.stage, "bitrot: restore after repair equals the FULL snapshot"):
             snapshot, restored = self.snapshots["FULL"], await self.restore_chain("repaired", [full])
             fail_on(compare(snapshot, restored, may_be_missing=empty_dirs(snapshot)), "restore after repair")
 

@@ -40,6 +40,8 @@ class Plan:
     auth: RegistryAuth | None
     registry: Registry
     identity: Identity | None
+    # The last release, by digest: its archives must restore with the candidate (None: the first).
+    previous: str | None = None
     # Why this release is made, for the history (a refresh names what changed).
     notes: str = ""
 
@@ -97,7 +99,22 @@ def preflight(config: RunConfig, env: Mapping[str, str], root: Path, report: Rep
         problems = [f"tag {config.repo}:{version} already exists"] if exists else []
         refuse(problems + gates.newer_than_all(version, [b["tag"] for b in builds], tags))
         floating = gates.floating_tags(version)
-        return Plan(version, config.repo, floating, root / HISTORY, builds, auth, registry, identity)
+        previous = previous_release(config.repo, builds, tags, registry)
+        return Plan(version, config.repo, floating, root / HISTORY, builds, auth, registry, identity, previous)
+
+
+def previous_release(repo: str, builds: list[dict[str, Any]], tags: list[str], registry: Registry) -> str | None:
+    """The last release by digest: the history's last entry, else the registry's highest semver tag."""
+    if builds:
+        return str(builds[-1]["image_ref"])
+    newest = max(gates.semver_versions(tags), default=None)
+    if newest is None:
+        return None
+    try:
+        digest = registry.digest(str(newest))
+    except RegistryError as err:
+        raise StageFailure(f"cannot read the previous release {repo}:{newest}: {err}") from None
+    return f"{repo}@{digest}" if digest else None
 
 
 async def gate_image(engine: Engine, image: Image, labels: Mapping[str, str], versions: Mapping[str, str]) -> None:

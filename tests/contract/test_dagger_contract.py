@@ -44,7 +44,9 @@ class Recorded:
         return next(a for c in self.session.chains.values() for a in calls(c, "dockerBuild") if a["target"] == target)
 
 
-def run_pipeline(schema, world: World, command: str, tmp_path: Path, monkeypatch, reported=False) -> Recorded:
+def run_pipeline(
+    schema, world: World, command: str, tmp_path: Path, monkeypatch, reported=False, previous_image=None
+) -> Recorded:
     tmp_path.mkdir(parents=True, exist_ok=True)
     cert = tmp_path / "proxy-ca.pem"
     cert.write_text(SECRET_TEXT)
@@ -59,6 +61,7 @@ def run_pipeline(schema, world: World, command: str, tmp_path: Path, monkeypatch
         dry_run=False,
         report_dir=tmp_path,
         env={},
+        previous_image=previous_image,
     )
     report = Report(command, "dagger")
 
@@ -177,6 +180,29 @@ def test_final_on_dagger_writes_the_sbom_it_read_through_the_seam(schema, tmp_pa
     document = json.loads((tmp_path / "sbom.cdx.json").read_text())
     assert {c["name"] for c in document["components"]} >= {"dar", "par2", "python3", "dar-backup"}
     assert recorded.report.notes == ["SBOM: 8 components (4 deb, 4 pypi); dar 2.7.8, par2 0.8.1, dar-backup 1.1.11"]
+
+
+def test_upgrade_check_on_dagger_pulls_the_previous_image_by_digest_and_runs_it(schema, tmp_path, monkeypatch):
+    previous = "registry.example.org/dar-backup@sha256:" + "9" * 64
+    recorded = run_pipeline(schema, World(), "test", tmp_path, monkeypatch, previous_image=previous)
+    assert not recorded.report.failed
+    pulls = [c for c in recorded.session.chains.values() if calls(c, "from") and not calls(c, "withExec")]
+    assert {calls(c, "from")[0]["address"] for c in pulls} == {previous}
+    upgrade = [s.name for s in recorded.report.steps if s.stage == "upgrade"]
+    assert upgrade[0] == f"pull the previous release {previous}"
+    assert "INCR: the candidate's PITR from unlabelled's catalog" in upgrade
+    assert "rollback: unlabelled restores the candidate's FULL" in upgrade
+    # Backups in the upgrade check run in the previous image: its own entrypoint, its own volumes.
+    previous_execs = [c for c in recorded.execs() if calls(c, "from") and calls(c, "withMountedCache")]
+    flags = [calls(c, "withExec")[-1]["args"][0] for c in previous_execs]
+    assert {"-F", "-D", "-I"} <= set(flags)
+    backups = [
+        calls(c, "withExec")[-1] for c in previous_execs if calls(c, "withExec")[-1]["args"][0] in ("-F", "-D", "-I")
+    ]
+    assert len(backups) == 3 and all(e.get("useEntrypoint") for e in backups)
+    keys = {str(recorded.session.expand(a["cache"])) for c in previous_execs for a in calls(c, "withMountedCache")}
+    assert any("-upgrade-" in k for k in keys) and any("-rollback-" in k for k in keys)
+    assert all("-upgrade-" in k or "-rollback-" in k for k in keys)
 
 
 def release_on_dagger(schema, registry, checkout: Path, env: dict[str, str], dry_run: bool):

@@ -101,6 +101,8 @@ class World:
             return 0, self.manifest
         if command == "ls":
             return 0, "".join(f"{self.archive(lv)}.1.dar\n{self.archive(lv)}.1.dar.par2\n" for lv in self.done_levels)
+        if argv[:2] == ["manager", "--list-catalogs"]:
+            return 0, "".join(f"{self.archive(lv)}\n" for lv in self.done_levels)
         if command == "--list":
             return 0, "".join(f"{self.archive(lv)} : 1 MB\n" for lv in self.done_levels)
         if command == "--list-contents":

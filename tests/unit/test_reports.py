@@ -85,3 +85,17 @@ def test_a_value_error_inside_a_step_is_that_step_failing():
     with pytest.raises(StageFailure, match="parse it: ValueError: bad number"), report.step("test", "parse it"):
         raise ValueError("bad number")
     assert report.failed[0].message == "parse it: ValueError: bad number"
+
+
+def test_a_step_that_is_not_gating_warns_and_the_run_goes_on():
+    report = Report("test", "docker")
+    with report.step("test", "rollback", gating=False):
+        raise StageFailure("the previous image could not restore it")
+    report.skip("test", "upgrade", "skipped: no previous release")
+    assert [(s.status, s.message) for s in report.steps] == [
+        ("warning", "the previous image could not restore it"),
+        ("skipped", "skipped: no previous release"),
+    ]
+    junit = ET.fromstring(to_junit(report))
+    assert junit.find("testsuite").get("failures") == "0" and junit.find("testsuite").get("skipped") == "1"
+    assert "warning: [test] rollback" in to_text(report) and "⏭️ skipped" in to_markdown(report)
