@@ -371,3 +371,92 @@ def test_refresh_without_a_previous_release_is_refused_with_one_line(registry: L
     assert done.stderr.strip() == (
         "error: refresh needs a previous release in doc/build-history.json; release one first"
     )
+
+
+def test_a_second_release_proves_the_first_releases_archives_restore(image, registry: LocalRegistry, checkout: Path):
+    repo = f"{registry.address}/{NAME}"
+    done = release(checkout, "--image-version", "1.0.0", "--repo", repo)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    first = json.loads((checkout / "reports/release.json").read_text())
+    assert [(s["name"], s["status"], s["message"]) for s in first["steps"] if s["stage"] == "upgrade"] == [
+        ("archives of the previous release restore with the candidate", "skipped", "skipped: no previous release")
+    ]
+    commit_history(checkout, "1.0.0")
+    previous = history.read(checkout / "doc/build-history.json")[0]["image_ref"]
+    done = release(checkout, "--image-version", "1.1.0", "--repo", repo)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    report = json.loads((checkout / "reports/release.json").read_text())
+    assert report["run"]["previous_image"] == previous and report["run"]["previous_version"] == "1.0.0"
+    upgrade = [s for s in report["steps"] if s["stage"] == "upgrade"]
+    assert upgrade[0]["name"] == f"pull the previous release {previous}"
+    assert all(s["status"] == "passed" for s in upgrade), upgrade
+    names = [s["name"] for s in upgrade]
+    for level in ("FULL", "DIFF", "INCR"):
+        assert f"{level}: the candidate restores 1.0.0's chain" in names
+        assert f"{level}: the candidate's PITR from 1.0.0's catalog" in names
+    assert "rollback: 1.0.0 restores the candidate's FULL" in names
+    assert any(n.startswith(f"upgrade from 1.0.0 ({previous}): previous: dar-backup ") for n in report["notes"])
+
+
+class DarRefusesOldArchives(DockerEngine):
+    """A candidate whose dar passes its own story but refuses to read what the previous release wrote.
+
+    Once the previous release is pulled (the upgrade check begins), the candidate's containers
+    run from a test-only image FROM the candidate whose `dar`, first on PATH, always fails.
+    """
+
+    candidate: Image | None = None
+    doctored: Image | None = None
+
+    async def build(self, spec: BuildSpec) -> Image:
+        built = await super().build(spec)
+        if spec.target == "final":
+            self.candidate = built
+        return built
+
+    async def pull(self, ref, auth):
+        pulled = await super().pull(ref, auth)
+        wrapper = "#!/bin/sh\\necho dar: refusing >&2\\nexit 5\\n"
+        dockerfile = (
+            f"FROM {self.candidate.ref}\nRUN printf '{wrapper}' > /usr/local/bin/dar && chmod 755 /usr/local/bin/dar\n"
+        )
+        built = subprocess.run(
+            [self.client, "build", "-q", "-"], input=dockerfile, capture_output=True, text=True, check=True,
+            env={**os.environ, "DOCKER_BUILDKIT": "1"},
+        )  # fmt: skip
+        self.doctored = Image(built.stdout.strip(), "doctored candidate", built.stdout.strip())
+        return pulled
+
+    async def run(self, image, argv, **options):
+        if self.doctored is not None and image.ref == self.candidate.ref:
+            image = self.doctored
+        return await super().run(image, argv, **options)
+
+
+def test_a_candidate_that_cannot_read_the_previous_archives_is_refused(image, registry: LocalRegistry, checkout: Path):
+    repo = f"{registry.address}/{NAME}"
+    done = release(checkout, "--image-version", "1.0.0", "--repo", repo)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    commit_history(checkout, "1.0.0")
+    tags, before = registry.tags(NAME), history_bytes(checkout)
+    message = release_in_process(DarRefusesOldArchives, registry, checkout, "1.1.0")
+    assert message.startswith("upgrade from 1.0.0 fails at FULL: the candidate's dar -t scenario_FULL_")
+    assert "exited 5" in message.splitlines()[0]
+    assert registry.tags(NAME) == tags and history_bytes(checkout) == before
+
+
+def test_test_with_a_previous_image_that_does_not_exist_stops_before_any_backup(docker: Docker, image):
+    argv = [
+        sys.executable,
+        "ci/main.py",
+        "--engine",
+        "docker",
+        "test",
+        "--previous-image",
+        "127.0.0.1:9/dar-backup:0.0.1",
+    ]
+    done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: pulling 127.0.0.1:9/dar-backup:0.0.1 failed")
+    assert "[base]" not in done.stdout and "[test]" not in done.stdout
