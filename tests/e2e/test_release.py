@@ -417,9 +417,9 @@ class DarRefusesOldArchives(DockerEngine):
     async def pull(self, ref, auth):
         pulled = await super().pull(ref, auth)
         wrapper = "#!/bin/sh\\necho dar: refusing >&2\\nexit 5\\n"
-        dockerfile = (
-            f"FROM {self.candidate.ref}\nRUN printf '{wrapper}' > /usr/local/bin/dar && chmod 755 /usr/local/bin/dar\n"
-        )
+        # BuildKit cannot build FROM an image id: the candidate's tag names it.
+        run = f"RUN printf '{wrapper}' > /usr/local/bin/dar && chmod 755 /usr/local/bin/dar"
+        dockerfile = f"FROM {self.candidate.description}\n{run}\n"
         built = subprocess.run(
             [self.client, "build", "-q", "-"], input=dockerfile, capture_output=True, text=True, check=True,
             env={**os.environ, "DOCKER_BUILDKIT": "1"},
