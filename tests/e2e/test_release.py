@@ -208,6 +208,17 @@ class RegistryDiesAfterPush(DockerEngine):
         return digest
 
 
+class RegistryDiesBeforeAttest(DockerEngine):
+    """The registry goes away between the signature and the attestation."""
+
+    registry: LocalRegistry
+
+    async def run(self, image, argv, **options):
+        if argv[:2] == ["cosign", "attest"]:
+            self.registry.stop()
+        return await super().run(image, argv, **options)
+
+
 def release_in_process(engine_class: type[DockerEngine], registry: LocalRegistry, checkout: Path, version: str) -> str:
     config = release_config(f"{registry.address}/{NAME}", checkout, version)
     report = Report("release", "docker")
@@ -460,3 +471,15 @@ def test_test_with_a_previous_image_that_does_not_exist_stops_before_any_backup(
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error: pulling 127.0.0.1:9/dar-backup:0.0.1 failed")
     assert "[base]" not in done.stdout and "[test]" not in done.stdout
+
+
+def test_registry_gone_mid_attest_moves_no_tag_and_writes_no_history(image, registry: LocalRegistry, checkout):
+    before = history_bytes(checkout)
+    message = release_in_process(RegistryDiesBeforeAttest, registry, checkout, "1.7.0")
+    first = message.splitlines()[0]
+    assert first.startswith(f"signing of {registry.address}/{NAME}:1.7.0 failed (could not remove")
+    assert "by hand): cosign attest exited" in first
+    registry.start()
+    # The candidate and its signature stay for a human to remove; nothing floats, nothing is recorded.
+    assert [t for t in registry.tags(NAME) if not t.startswith("sha256-")] == ["1.7.0"]
+    assert history_bytes(checkout) == before
