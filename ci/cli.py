@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import json
 import os
 import signal
 import sys
@@ -21,8 +20,7 @@ from ci import stages, upgrade
 from ci.config import REPO_ROOT, ConfigError, RunConfig, build_config
 from ci.engines.seam import Engine, EngineError
 from ci.engines.select import ENGINES, choose_engine, open_engine
-from ci.release import history
-from ci.release.refresh import next_patch, what_changed
+from ci.release import history, refresh
 from ci.release.stage import HISTORY, Plan, preflight, release
 from ci.report import Report, StageFailure, to_text, write_reports
 
@@ -88,7 +86,7 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
 
 def refresh_version(root: Path) -> semver.Version:
     try:
-        return next_patch(history.read(root / HISTORY))
+        return refresh.next_patch(history.read(root / HISTORY))
     except history.HistoryError as err:
         raise ConfigError(f"build history: {err}") from None
 
@@ -121,27 +119,14 @@ async def pipeline(command: str, engine: Engine, config: RunConfig, report: Repo
     if command == "final":
         return
     await stages.test(engine, built.image, report)
-    if plan is not None and plan.previous is not None:
-        previous = await upgrade.pull_previous(engine, plan.previous, plan.auth, report)
-    elif plan is not None:
-        report.skip(
-            upgrade.STAGE, "archives of the previous release restore with the candidate", "skipped: no previous release"
-        )
+    if plan is not None:
+        previous = await upgrade.last_release(engine, plan.previous, plan.auth, report)
     if previous is not None:
         await upgrade.check(engine, built.image, built.versions, previous, report)
-    if plan is None:
-        return
-    if command == "refresh":
-        with report.step("refresh", f"compare with the last release {plan.builds[-1]['tag']}"):
-            last, document = plan.builds[-1], json.loads(built.sbom)
-            changes = await what_changed(engine, last, document, config.base_digest, plan.auth)
-        if not changes:
-            report.notes.append(f"nothing changed since {last['tag']}")
-            print(f"[refresh] nothing changed since {last['tag']}: nothing to release", flush=True)
-            return
-        report.notes.append(f"refresh {plan.version}: " + "; ".join(changes))
-        plan = dataclasses.replace(plan, notes=f"refresh: {'; '.join(changes)}")
-    await release(engine, config, plan, built, report)
+    if plan is not None and command == "refresh":
+        plan = await refresh.worth_releasing(engine, plan, built, config.base_digest, report)
+    if plan is not None:
+        await release(engine, config, plan, built, report)
 
 
 async def execute(engine_name: str, config: RunConfig, report: Report, command: str, env: Mapping[str, str]) -> None:

@@ -44,6 +44,16 @@ async def pull_previous(engine: Engine, ref: str, auth: RegistryAuth | None, rep
     return previous
 
 
+async def last_release(engine: Engine, ref: str | None, auth: RegistryAuth | None, report: Report) -> Previous | None:
+    """The release before this one, pulled; the first release records the check as skipped, with why."""
+    if ref is None:
+        report.skip(
+            STAGE, "archives of the previous release restore with the candidate", "skipped: no previous release"
+        )
+        return None
+    return await pull_previous(engine, ref, auth, report)
+
+
 async def check(
     engine: Engine, candidate: Image, candidate_versions: Mapping[str, str], previous: Previous, report: Report
 ) -> None:

@@ -7,6 +7,8 @@ over history entries and SBOM documents, apart from reading the previous image's
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,6 +17,11 @@ import semver
 from ci.config import ConfigError
 from ci.engines.seam import Engine, RegistryAuth
 from ci.release import sbom
+from ci.release.stage import Plan
+from ci.report import Report
+from ci.stages import Built
+
+STAGE = "refresh"
 
 
 def next_patch(builds: Sequence[Mapping[str, Any]]) -> semver.Version:
@@ -52,3 +59,18 @@ async def what_changed(
     previous = await engine.pull(last["image_ref"], auth)
     old = {package.name: package.version for package in (await sbom.read_contents(engine, previous)).debs}
     return changes + (package_changes(old, sbom.deb_versions(document)) or ["the package set changed"])
+
+
+async def worth_releasing(
+    engine: Engine, plan: Plan, built: Built, base_digest: str | None, report: Report
+) -> Plan | None:
+    """The release plan, saying why, when the tested image differs from the last release; else None."""
+    last = plan.builds[-1]
+    with report.step(STAGE, f"compare with the last release {last['tag']}"):
+        changes = await what_changed(engine, last, json.loads(built.sbom), base_digest, plan.auth)
+    if not changes:
+        report.notes.append(f"nothing changed since {last['tag']}")
+        print(f"[refresh] nothing changed since {last['tag']}: nothing to release", flush=True)
+        return None
+    report.notes.append(f"refresh {plan.version}: " + "; ".join(changes))
+    return dataclasses.replace(plan, notes=f"refresh: {'; '.join(changes)}")
