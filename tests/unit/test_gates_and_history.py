@@ -73,6 +73,10 @@ def test_history_round_trip_appends_one_entry(tmp_path):
         ({"format": 1, "builds": [{**ENTRY, "digest": "md5:x"}]}, "not sha256"),
         ({"format": 1, "builds": [ENTRY, {**ENTRY, "build_number": 2}]}, "appears twice"),
         ({"format": 1, "builds": [{**ENTRY, "build_number": True}]}, "wrong type"),
+        ({"format": 1, "builds": [{**ENTRY, "signing": {}}]}, "signing must have exactly identity"),
+        ({"format": 1, "builds": [{**ENTRY, "signing": {**ENTRY["signing"], "identity": ""}}]}, "all non-empty"),
+        ({"format": 1, "builds": [{**ENTRY, "notes": None}]}, "notes has the wrong type"),
+        ({"format": 1, "builds": [{k: v for k, v in ENTRY.items() if k != "packages_sha256"}]}, "packages_sha256"),
     ],
 )
 def test_malformed_history_is_refused_and_left_alone(tmp_path, document, message):
