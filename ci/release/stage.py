@@ -197,7 +197,8 @@ async def release(engine: Engine, config: RunConfig, plan: Plan, built: Built, r
         with report.step(STAGE, "verify the signature and the SBOM attestation"):
             verify = cosign.verify(f"{plan.repo}@{digest}", digest, public_key, sbom_text)
             await guarded(plan, digest, "signature verification", verify)
-    signed = signing_record(plan, digest, signing.describe(identity, public_key), sbom_text)
+            record = signing_record(plan, digest, signing.describe(identity, public_key), sbom_text)
+            signed = await guarded(plan, digest, "signature verification", record)
     for tag in plan.floating:
         with report.step(STAGE, f"move {plan.repo}:{tag}"):
             try:
@@ -244,7 +245,7 @@ def registry_config(plan: Plan, private: Path) -> SecretRef | None:
     return SecretRef(f"file://{path}")
 
 
-def signing_record(plan: Plan, digest: str, identity: str, sbom_text: str) -> dict[str, str]:
+async def signing_record(plan: Plan, digest: str, identity: str, sbom_text: str) -> dict[str, str]:
     """What the history keeps of the signature: who signed, and where the signature and SBOM are."""
     record = {"identity": identity, "sbom_sha256": hashlib.sha256(sbom_text.encode()).hexdigest()}
     for kind, tag in zip(("signature", "attestation"), signing.signature_tags(digest), strict=True):
