@@ -20,9 +20,11 @@ from ci import stages, upgrade
 from ci.config import REPO_ROOT, ConfigError, RunConfig, build_config
 from ci.engines.seam import Engine, EngineError
 from ci.engines.select import ENGINES, choose_engine, open_engine
+from ci.platforms import SUPPORTED, PlatformError, default_platforms, host_platform, parse_platforms
 from ci.release import history, refresh
 from ci.release.stage import HISTORY, Plan, preflight, release
 from ci.report import Report, StageFailure, to_text, write_reports
+from ci.stages import Built
 
 COMMANDS = {
     "base": "build the base target (distribution dar, par2, python3)",
@@ -65,6 +67,12 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "--repo", default=env.get("DAR_BACKUP_REPO"), help="REGISTRY/NAME the image is released to [DAR_BACKUP_REPO]"
     )
     p.add_argument(
+        "--platform",
+        default=env.get("DAR_BACKUP_PLATFORMS"),
+        help=f"comma list of {', '.join(SUPPORTED)}; default: this machine's for base, final and test, "
+        "both for release and refresh [DAR_BACKUP_PLATFORMS]",
+    )
+    p.add_argument(
         "--previous-image",
         default=env.get("DAR_BACKUP_PREVIOUS_IMAGE"),
         help="test: a released image (registry ref) whose archives the candidate must restore "
@@ -91,6 +99,12 @@ def refresh_version(root: Path) -> semver.Version:
         raise ConfigError(f"build history: {err}") from None
 
 
+def chosen_platforms(requested: str | None, publishing: bool) -> tuple[str, ...]:
+    if requested is None:
+        return default_platforms(publishing, host_platform())
+    return parse_platforms(requested)
+
+
 def writable_report_dir(path: Path) -> None:
     """Refuse an unusable --report-dir before the run, not after it."""
     try:
@@ -101,32 +115,46 @@ def writable_report_dir(path: Path) -> None:
         raise ConfigError(f"cannot use {path} as --report-dir: not writable")
 
 
+async def build_platform(
+    engine: Engine, command: str, config: RunConfig, platform: str, report: Report
+) -> Built | None:
+    """base → final → test for one platform, as far as the command goes; its steps name the platform."""
+    with report.on_platform(platform) as facts:
+        base_ref, base_digest = await engine.resolve_base(config.base_image, platform)
+        if base_ref != config.base_image:
+            print(f"[pipeline] {platform}: building FROM {base_ref} instead of {config.base_image}", flush=True)
+        config = dataclasses.replace(config, base_image=base_ref, base_digest=base_digest)
+        facts.update(base_image=base_ref, base_digest=base_digest or "")
+        base_image = await stages.base(engine, config, platform, report)
+        if command == "base":
+            return None
+        built = await stages.final(engine, config, platform, base_image, report)
+        facts.update(image=built.image.description, **{f"{k}_version": v for k, v in built.versions.items()})
+        if command != "final":
+            await stages.test(engine, built.image, report)
+        return built
+
+
 async def pipeline(command: str, engine: Engine, config: RunConfig, report: Report, plan: Plan | None = None) -> None:
+    # The upgrade check runs on the first platform: archives are the same bytes on every one.
+    first = config.platforms[0]
     # A previous image asked for by name is pulled first: a wrong ref fails before anything is built.
     previous = (
-        await upgrade.pull_previous(engine, config.previous_image, None, report) if config.previous_image else None
+        await upgrade.pull_previous(engine, config.previous_image, None, first, report)
+        if config.previous_image
+        else None
     )
-    base_ref, base_digest = await engine.resolve_base(config.base_image)
-    if base_ref != config.base_image:
-        print(f"[pipeline] building FROM {base_ref} instead of {config.base_image}", flush=True)
-    config = dataclasses.replace(config, base_image=base_ref, base_digest=base_digest)
-    report.run.update(base_image=base_ref, base_digest=base_digest or "")
-    base_image = await stages.base(engine, config, report)
-    if command == "base":
+    builts = [built for p in config.platforms if (built := await build_platform(engine, command, config, p, report))]
+    if command in ("base", "final"):
         return
-    built = await stages.final(engine, config, base_image, report)
-    report.run.update(image=built.image.description, **{f"{k}_version": v for k, v in built.versions.items()})
-    if command == "final":
-        return
-    await stages.test(engine, built.image, report)
     if plan is not None:
-        previous = await upgrade.last_release(engine, plan.previous, plan.auth, report)
+        previous = await upgrade.last_release(engine, plan.previous, plan.auth, first, report)
     if previous is not None:
-        await upgrade.check(engine, built.image, built.versions, previous, report)
+        await upgrade.check(engine, builts[0].image, builts[0].versions, previous, report)
     if plan is not None and command == "refresh":
-        plan = await refresh.worth_releasing(engine, plan, built, config.base_digest, report)
+        plan = await refresh.worth_releasing(engine, plan, builts, report)
     if plan is not None:
-        await release(engine, config, plan, built, report)
+        await release(engine, config, plan, builts, report)
 
 
 async def execute(engine_name: str, config: RunConfig, report: Report, command: str, env: Mapping[str, str]) -> None:
@@ -156,13 +184,14 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             env=env,
             root=REPO_ROOT,
             previous_image=args.previous_image,
+            platforms=chosen_platforms(args.platform, args.command in PUBLISHING),
         )
         if args.previous_image and args.command != "test":
             raise ConfigError("--previous-image applies to test; release and refresh check against the last release")
         if args.dry_run and args.command not in PUBLISHING:
             raise ConfigError(f"--dry-run applies to release and refresh only, not {args.command}")
         writable_report_dir(config.report_dir)
-    except (ConfigError, EngineError) as err:
+    except (ConfigError, EngineError, PlatformError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"[pipeline] {args.command} on {engine_name} ({why}); run {config.run_id}", flush=True)
@@ -175,6 +204,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             "dar_backup_version": config.dar_backup_version,
             "revision": config.revision,
             "created": config.created,
+            "platforms": {platform: {} for platform in config.platforms},
         },
     )
     return run_reported(

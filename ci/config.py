@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ci.platforms import architecture, host_platform
 from ci.versions import VersionError, locked_dar_backup_version, parse_release_version
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -66,14 +67,17 @@ class RunConfig:
     base_digest: str | None = None
     # `test --previous-image`: the release whose archives the candidate must restore.
     previous_image: str | None = None
+    # What is built, in this order (the upgrade check runs on the first).
+    platforms: tuple[str, ...] = ()
 
-    @property
-    def local_tag(self) -> str:
-        return f"{IMAGE_NAME}:{self.image_version}"
+    def local_tag(self, platform: str) -> str:
+        """`dar-backup:VERSION` for the host's platform, `dar-backup:VERSION-arm64` for a foreign one."""
+        suffix = "" if platform == host_platform() else f"-{architecture(platform)}"
+        return f"{IMAGE_NAME}:{self.image_version}{suffix}"
 
     @property
     def ref_name(self) -> str:
-        return f"{self.repo}:{self.image_version}" if self.repo else self.local_tag
+        return f"{self.repo}:{self.image_version}" if self.repo else f"{IMAGE_NAME}:{self.image_version}"
 
 
 def oci_labels(config: RunConfig) -> dict[str, str]:
@@ -179,6 +183,7 @@ def build_config(
     env: Mapping[str, str],
     root: Path = REPO_ROOT,
     previous_image: str | None = None,
+    platforms: tuple[str, ...] = (),
 ) -> RunConfig:
     """Refuse a run with bad versions before anything is built."""
     locked = locked_dar_backup_version(root / "docker/requirements.txt")
@@ -209,4 +214,5 @@ def build_config(
         dry_run=dry_run,
         report_dir=report_dir,
         previous_image=previous_image or None,
+        platforms=platforms or (host_platform(),),
     )

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 class StageFailure(Exception):
@@ -24,17 +25,36 @@ class Step:
     status: str = "passed"
     seconds: float = 0.0
     message: str = ""
+    # The platform the step ran for; empty for steps about the run as a whole (gates, the index).
+    platform: str = ""
+
+    @property
+    def where(self) -> str:
+        return f"{self.stage} {self.platform}" if self.platform else self.stage
 
 
 @dataclass
 class Report:
     command: str
     engine: str
-    run: dict[str, str] = field(default_factory=dict)
+    run: dict[str, Any] = field(default_factory=dict)
     steps: list[Step] = field(default_factory=list)
     outcome: str = "running"
     error: str = ""
     notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # Not a field: which platform the steps now being recorded are for.
+        self.platform = ""
+
+    @contextmanager
+    def on_platform(self, platform: str) -> Iterator[dict[str, str]]:
+        """Record steps as the platform's; yields the platform's facts in `run["platforms"]`."""
+        self.platform = platform
+        try:
+            yield self.run.setdefault("platforms", {}).setdefault(platform, {})
+        finally:
+            self.platform = ""
 
     @contextmanager
     def step(self, stage: str, name: str, *, gating: bool = True) -> Iterator[Step]:
@@ -44,9 +64,9 @@ class Report:
         be made) is that step failing, not a crash of the pipeline: it becomes a StageFailure.
         A step that is not gating records its failure as a warning and lets the run go on.
         """
-        step = Step(stage, name)
+        step = Step(stage, name, platform=self.platform)
         started = time.monotonic()
-        print(f"[{stage}] {name} ...", flush=True)
+        print(f"[{step.where}] {name} ...", flush=True)
         try:
             yield step
         except (StageFailure, ValueError) as err:
@@ -63,12 +83,13 @@ class Report:
         finally:
             step.seconds = round(time.monotonic() - started, 3)
             self.steps.append(step)
-            print(f"[{stage}] {name}: {step.status} ({step.seconds:.1f}s)", flush=True)
+            print(f"[{step.where}] {name}: {step.status} ({step.seconds:.1f}s)", flush=True)
 
     def skip(self, stage: str, name: str, reason: str) -> None:
         """A check that could not apply, recorded with why: never a silent pass."""
-        self.steps.append(Step(stage, name, "skipped", 0.0, reason))
-        print(f"[{stage}] {name}: {reason}", flush=True)
+        step = Step(stage, name, "skipped", 0.0, reason, self.platform)
+        self.steps.append(step)
+        print(f"[{step.where}] {name}: {reason}", flush=True)
 
     @property
     def failed(self) -> list[Step]:
@@ -83,7 +104,7 @@ def to_junit(report: Report) -> str:
     suites = ET.Element("testsuites", name=f"dar-backup-image {report.command}")
     by_stage: dict[str, list[Step]] = {}
     for step in report.steps:
-        by_stage.setdefault(step.stage, []).append(step)
+        by_stage.setdefault(step.where, []).append(step)
     for stage, steps in by_stage.items():
         suite = ET.SubElement(
             suites,
@@ -96,7 +117,7 @@ def to_junit(report: Report) -> str:
             time=f"{sum(s.seconds for s in steps):.3f}",
         )
         for step in steps:
-            case = ET.SubElement(suite, "testcase", classname=f"{report.command}.{stage}", name=step.name)
+            case = ET.SubElement(suite, "testcase", classname=f"{report.command}.{step.stage}", name=step.name)
             case.set("time", f"{step.seconds:.3f}")
             first_line = step.message.splitlines()[0] if step.message else ""
             if step.status == "failed":
@@ -118,7 +139,7 @@ def to_markdown(report: Report) -> str:
         "|---|---|---|---:|",
     ]
     for step in report.steps:
-        lines.append(f"| {step.stage} | {step.name} | {icon.get(step.status, step.status)} | {step.seconds:.1f} |")
+        lines.append(f"| {step.where} | {step.name} | {icon.get(step.status, step.status)} | {step.seconds:.1f} |")
     if report.notes:
         lines += ["", *(f"- {note}" for note in report.notes)]
     if report.error:
@@ -130,7 +151,7 @@ def to_text(report: Report) -> str:
     total = sum(s.seconds for s in report.steps)
     head = f"{report.command} on {report.engine}: {report.outcome} — {len(report.steps)} steps, {total:.1f}s"
     failed = [
-        f"  {s.status}: [{s.stage}] {s.name}: {s.message.splitlines()[0] if s.message else ''}"
+        f"  {s.status}: [{s.where}] {s.name}: {s.message.splitlines()[0] if s.message else ''}"
         for s in report.steps
         if s.status != "passed"
     ]

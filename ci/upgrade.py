@@ -34,24 +34,26 @@ class Previous:
     versions: Mapping[str, str]
 
 
-async def pull_previous(engine: Engine, ref: str, auth: RegistryAuth | None, report: Report) -> Previous:
-    """The previous release, pulled (by digest where the ref has one) and asked for its versions."""
-    with report.step(STAGE, f"pull the previous release {ref}"):
-        image = await engine.pull(ref, auth)
+async def pull_previous(engine: Engine, ref: str, auth: RegistryAuth | None, platform: str, report: Report) -> Previous:
+    """The previous release for platform, pulled (by digest where the ref has one) and asked for its versions."""
+    with report.step(STAGE, f"pull the previous release {ref} ({platform})"):
+        image = await engine.pull(ref, auth, platform)
         version = (await engine.labels(image, [f"{OCI}.version"]))[f"{OCI}.version"] or "unlabelled"
         previous = Previous(image, ref, version, await probe_versions(engine, image, TOOLS))
     report.run.update(previous_image=ref, previous_version=version)
     return previous
 
 
-async def last_release(engine: Engine, ref: str | None, auth: RegistryAuth | None, report: Report) -> Previous | None:
+async def last_release(
+    engine: Engine, ref: str | None, auth: RegistryAuth | None, platform: str, report: Report
+) -> Previous | None:
     """The release before this one, pulled; the first release records the check as skipped, with why."""
     if ref is None:
         report.skip(
             STAGE, "archives of the previous release restore with the candidate", "skipped: no previous release"
         )
         return None
-    return await pull_previous(engine, ref, auth, report)
+    return await pull_previous(engine, ref, auth, platform, report)
 
 
 async def check(

@@ -7,17 +7,26 @@ from pathlib import Path
 
 from ci.config import RunConfig, build_config
 
+AMD64 = {
+    "digest": "sha256:" + "a" * 64,
+    "image_id": "sha256:" + "b" * 64,
+    "base_image": "ubuntu:24.04",
+    "base_digest": None,
+    "packages_sha256": "1" * 64,
+    "sbom_sha256": "0" * 64,
+    "signature": "r:sha256-" + "a" * 64 + ".sig",
+    "signature_digest": "sha256:" + "e" * 64,
+    "attestation": "r:sha256-" + "a" * 64 + ".att",
+    "attestation_digest": "sha256:" + "f" * 64,
+}
 HISTORY_ENTRY = {
     "build_number": 1,
     "tag": "1.0.0",
     "image_ref": "r@sha256:" + "a" * 64,
     "digest": "sha256:" + "a" * 64,
-    "image_id": "sha256:" + "b" * 64,
     "dar_backup_version": "1.1.11",
     "dar_version": "2.7.8",
     "par2_version": "0.8.1",
-    "base_image": "ubuntu:24.04",
-    "base_digest": None,
     "git_revision": "abc",
     "created": "2026-01-01T00:00:00Z",
     "signing": {
@@ -26,14 +35,15 @@ HISTORY_ENTRY = {
         "signature_digest": "sha256:" + "e" * 64,
         "attestation": "r:sha256-" + "a" * 64 + ".att",
         "attestation_digest": "sha256:" + "f" * 64,
-        "sbom_sha256": "0" * 64,
     },
-    "packages_sha256": "1" * 64,
+    "platforms": {"linux/amd64": AMD64},
     "notes": "",
 }
 
 
-def release_config(repo: str, checkout: Path, version: str, *, dry_run: bool = False) -> RunConfig:
+def release_config(
+    repo: str, checkout: Path, version: str, *, dry_run: bool = False, platforms: tuple[str, ...] = ()
+) -> RunConfig:
     """The run a release from `checkout` (a clean clone) to `repo` starts with."""
     return build_config(
         image_version=version,
@@ -44,6 +54,7 @@ def release_config(repo: str, checkout: Path, version: str, *, dry_run: bool = F
         report_dir=checkout / "reports",
         env={},
         root=checkout,
+        platforms=platforms,
     )
 
 

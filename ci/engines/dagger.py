@@ -41,10 +41,10 @@ class DaggerEngine:
         self._containers: dict[str, dagger.Container] = {}
         self._execs = count(1)
 
-    def _keep(self, container: dagger.Container, description: str) -> Image:
+    def _keep(self, container: dagger.Container, description: str, platform: str | None) -> Image:
         key = f"dagger-{len(self._containers) + 1}"
         self._containers[key] = container
-        return Image(key, description)
+        return Image(key, description, platform=platform)
 
     def _secret(self, ref: SecretRef) -> dagger.Secret:
         return self.client.secret(ref.uri)
@@ -54,7 +54,8 @@ class DaggerEngine:
             return container
         return container.with_registry_auth(auth.address, auth.username, self._secret(auth.password))
 
-    async def resolve_base(self, requested: str) -> tuple[str, str | None]:
+    async def resolve_base(self, requested: str, platform: str) -> tuple[str, str | None]:
+        # The engine pulls the base for each platform itself, emulating foreign ones.
         return requested, None
 
     async def build(self, spec: BuildSpec) -> Image:
@@ -64,6 +65,7 @@ class DaggerEngine:
             target=spec.target,
             build_args=[dagger.BuildArg(name=k, value=v) for k, v in spec.build_args.items()],
             secrets=[self._secret(ref) for ref in spec.secrets.values()],
+            platform=dagger.Platform(spec.platform) if spec.platform else None,
         )
         for key, value in spec.labels.items():
             container = container.with_label(key, value)
@@ -71,7 +73,7 @@ class DaggerEngine:
             container = await container.sync()
         except dagger.DaggerError as err:
             raise EngineError(f"build of target {spec.target} failed: {err}") from None
-        return self._keep(container, spec.tag or f"{spec.target} (dagger)")
+        return self._keep(container, f"{spec.tag or spec.target} ({spec.platform or 'dagger'})", spec.platform)
 
     async def run(
         self,
@@ -116,9 +118,15 @@ class DaggerEngine:
         container = self._containers[image.ref]
         return {name: await container.label(name) for name in names}
 
-    async def publish(self, image: Image, ref: str, auth: RegistryAuth | None) -> str:
+    async def publish(self, images: Sequence[Image], ref: str, auth: RegistryAuth | None) -> str:
+        containers = [self._containers[image.ref] for image in images]
         try:
-            published = await self._with_auth(self._containers[image.ref], auth).publish(ref)
+            if len(containers) == 1:
+                published = await self._with_auth(containers[0], auth).publish(ref)
+            else:
+                # The engine pushes each variant and writes the index that ref then names.
+                receiver = self._with_auth(self.client.container(), auth)
+                published = await receiver.publish(ref, platform_variants=containers)
         except dagger.DaggerError as err:
             raise EngineError(f"publishing {ref} failed: {err}") from None
         _, sep, digest = published.partition("@")
@@ -126,13 +134,14 @@ class DaggerEngine:
             raise EngineError(f"publish of {ref} returned {published!r}, not ref@sha256:…")
         return digest
 
-    async def pull(self, ref: str, auth: RegistryAuth | None) -> Image:
-        container = self._with_auth(self.client.container(), auth).from_(ref)
+    async def pull(self, ref: str, auth: RegistryAuth | None, platform: str | None = None) -> Image:
+        empty = self.client.container(platform=dagger.Platform(platform) if platform else None)
+        container = self._with_auth(empty, auth).from_(ref)
         try:
             container = await container.sync()
         except dagger.DaggerError as err:
             raise EngineError(f"pulling {ref} failed: {err}") from None
-        return self._keep(container, ref)
+        return self._keep(container, ref, platform)
 
     async def close(self) -> None:
         """Nothing to remove: cache volumes are keyed by this run's id and left to the engine's GC."""

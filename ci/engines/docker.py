@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -18,7 +17,8 @@ from pathlib import Path
 
 import anyio
 
-from ci.engines.local import ensure_base_image, ensure_client, ensure_daemon
+from ci.engines.docker_push import push_saved_image
+from ci.engines.local import ensure_base_image, ensure_client, ensure_daemon, ensure_emulation
 from ci.engines.seam import (
     BuildSpec,
     EngineError,
@@ -30,6 +30,9 @@ from ci.engines.seam import (
     Volume,
     read_secret,
 )
+from ci.platforms import host_platform
+from ci.release.oci import INDEX, Descriptor, image_index
+from ci.release.registry import Registry, RegistryError
 
 RUN_LABEL = "dar-backup-ci.run"
 
@@ -45,6 +48,8 @@ def build_argv(client: str, spec: BuildSpec, dockerfile: str, iidfile: str, cont
         argv += ["--secret", f"id={secret_id},{source}"]
     if spec.tag:
         argv += ["--tag", spec.tag]
+    if spec.platform:
+        argv += ["--platform", spec.platform]
     return [*argv, context]
 
 
@@ -77,6 +82,9 @@ def run_argv(client: str, name: str, run_id: str, image: Image, argv: Sequence[s
         cmd += ["-e", f"{key}={value}"]
     for key in options.inherited_env:
         cmd += ["-e", key]
+    if image.platform:
+        # A foreign image then runs emulated, without Docker's platform-mismatch warning.
+        cmd += ["--platform", image.platform]
     user, use_entrypoint = options.user, options.use_entrypoint
     if user is not None:
         cmd += ["--user", user]
@@ -97,6 +105,7 @@ class DockerEngine:
         self.run_id = run_id
         self.context = context
         self.client = client
+        self.host = host_platform()
         self._names = count(1)
 
     @classmethod
@@ -105,8 +114,10 @@ class DockerEngine:
         ensure_daemon(client)
         return cls(run_id, context, client)
 
-    async def resolve_base(self, requested: str) -> tuple[str, str | None]:
-        base = ensure_base_image(self.client, requested)
+    async def resolve_base(self, requested: str, platform: str) -> tuple[str, str | None]:
+        if platform != self.host:
+            ensure_emulation(platform)
+        base = ensure_base_image(self.client, requested, platform, self.host)
         return base.ref, base.digest
 
     async def _exec(
@@ -133,7 +144,9 @@ class DockerEngine:
             if not done.ok:
                 raise EngineError(f"docker build --target {spec.target} failed with exit code {done.exit_code}")
             image_id = Path(iidfile).read_text().strip()
-        return Image(image_id, spec.tag or f"{spec.target} {image_id[:19]}", image_id)
+        # A tag is the name users run it by (a foreign platform's says so: dar-backup:X-arm64).
+        description = spec.tag or f"{spec.target} {image_id[:19]} ({spec.platform or 'host'})"
+        return Image(image_id, description, image_id, spec.platform)
 
     async def run(
         self,
@@ -172,6 +185,9 @@ class DockerEngine:
 
     async def volume(self, role: str) -> Volume:
         name = f"dbci-{self.run_id}-{role}"
+        # `docker volume create` hands back an existing volume; a new one must be new and empty.
+        if (await self._exec([self.client, "volume", "inspect", name])).ok:
+            raise EngineError(f"volume {name} exists already; this run asked for a new one")
         await self._checked(
             [self.client, "volume", "create", "--label", f"{RUN_LABEL}={self.run_id}", name], f"creating volume {name}"
         )
@@ -197,26 +213,36 @@ class DockerEngine:
         if done.returncode != 0:
             raise EngineError(f"login to {auth.address} as {auth.username} was refused")
 
-    async def publish(self, image: Image, ref: str, auth: RegistryAuth | None) -> str:
-        # A throw-away client config: credentials never land in ~/.docker.
-        with tempfile.TemporaryDirectory(prefix="dar-backup-ci-auth-") as config_dir:
-            await self._login(config_dir, auth)
-            await self._checked([self.client, "tag", image.ref, ref], f"tagging {ref}")
-            try:
-                out = await self._checked([self.client, "--config", config_dir, "push", ref], f"pushing {ref}")
-            finally:
-                await self._exec([self.client, "rmi", ref])
-        match = re.search(r"digest: (sha256:[0-9a-f]{64})", out)
-        if match is None:
-            raise EngineError(f"push of {ref} reported no digest")
-        return match.group(1)
+    async def publish(self, images: Sequence[Image], ref: str, auth: RegistryAuth | None) -> str:
+        repo, _, tag = ref.rpartition(":")
+        registry = Registry(repo, auth.username if auth else None, read_secret(auth.password) if auth else None)
+        pushed: dict[str, Descriptor] = {}
+        with tempfile.TemporaryDirectory(prefix="dar-backup-ci-push-", dir="/var/tmp") as tmp:
+            for number, image in enumerate(images):
+                saved = Path(tmp) / f"image-{number}.tar"
+                await self._checked([self.client, "save", "-o", str(saved), image.ref], f"saving {image.description}")
+                platform = image.platform or self.host
+                try:
+                    pushed[platform] = await anyio.to_thread.run_sync(
+                        push_saved_image, registry, saved, tag if len(images) == 1 else None
+                    )
+                except (RegistryError, ValueError) as err:
+                    raise EngineError(f"pushing {image.description} to {repo}: {err}") from None
+                saved.unlink()
+        if len(images) == 1:
+            return next(iter(pushed.values())).digest
+        try:
+            return registry.put_manifest(tag, INDEX, image_index(pushed))
+        except RegistryError as err:
+            raise EngineError(f"pushing the image index {ref}: {err}") from None
 
-    async def pull(self, ref: str, auth: RegistryAuth | None) -> Image:
+    async def pull(self, ref: str, auth: RegistryAuth | None, platform: str | None = None) -> Image:
+        where = ["--platform", platform] if platform else []
         with tempfile.TemporaryDirectory(prefix="dar-backup-ci-auth-") as config_dir:
             await self._login(config_dir, auth)
-            await self._checked([self.client, "--config", config_dir, "pull", "-q", ref], f"pulling {ref}")
+            await self._checked([self.client, "--config", config_dir, "pull", "-q", *where, ref], f"pulling {ref}")
         image_id = await self._checked([self.client, "image", "inspect", "-f", "{{.Id}}", ref], f"inspecting {ref}")
-        return Image(image_id.strip(), ref, image_id.strip())
+        return Image(image_id.strip(), ref, image_id.strip(), platform)
 
     async def close(self) -> None:
         with anyio.CancelScope(shield=True):

@@ -7,10 +7,14 @@ mirror apt already uses, trimmed like a slim image. Everything it does, it says 
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import os
 import re
 import shutil
 import subprocess
+import tarfile
 import tempfile
 import time
 from collections.abc import Iterable
@@ -18,9 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ci.engines.seam import EngineError
+from ci.platforms import architecture
 
 DEBOOTSTRAP_SCRIPTS = Path("/usr/share/debootstrap/scripts")
 LOCAL_BASE_REPO = "dar-backup-local-base"
+# What Debian and Ubuntu images set; a loaded archive has no daemon default to fall back on.
+IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DOCKERD_LOG = Path("/var/log/dar-backup-ci-dockerd.log")
 # What an official slim image leaves out; none of it is needed at run time.
 TRIM_PATHS = (
@@ -142,10 +149,6 @@ def ensure_daemon(client: str, wait_seconds: float = 60.0) -> None:
     raise EngineError(f"dockerd did not answer within {wait_seconds:.0f}s; see {DOCKERD_LOG}")
 
 
-def image_exists(client: str, ref: str) -> bool:
-    return _run([client, "image", "inspect", ref]).returncode == 0
-
-
 def repo_digest(client: str, ref: str) -> str | None:
     """The registry digest of a pulled image; None for images that never came from a registry."""
     out = _run([client, "image", "inspect", "-f", "{{range .RepoDigests}}{{println .}}{{end}}", ref]).stdout
@@ -155,28 +158,80 @@ def repo_digest(client: str, ref: str) -> str | None:
     return None
 
 
-def bootstrap_base(client: str, tag: str, source: AptSource) -> None:
+def bootstrap_base(client: str, tag: str, source: AptSource, platform: str) -> None:
     if shutil.which("debootstrap") is None:
         apt_install("debootstrap")
-    say(f"no registry reachable: bootstrapping {tag} with debootstrap {source.suite} from {source.uri}")
+    arch = architecture(platform)
+    say(f"no registry reachable: bootstrapping {tag} with debootstrap {source.suite} ({arch}) from {source.uri}")
     with tempfile.TemporaryDirectory(prefix="dar-backup-rootfs-", dir="/var/tmp") as tmp:
         rootfs = Path(tmp) / "rootfs"
-        done = _run(["debootstrap", "--variant=minbase", source.suite, str(rootfs), source.uri])
+        argv = ["debootstrap", "--variant=minbase", f"--arch={arch}", source.suite, str(rootfs), source.uri]
+        done = _run(argv)
         if done.returncode != 0:
             raise EngineError(f"debootstrap failed: {done.stderr.strip().splitlines()[-1:]}")
         trim_rootfs(rootfs)
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        imported = subprocess.run(
-            [client, "import", "--change", 'CMD ["bash"]', "-", tag],
-            stdin=tar.stdout,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        tar.wait()
-        if imported.returncode != 0 or tar.returncode != 0:
-            raise EngineError(f"docker import of the bootstrapped base failed: {imported.stderr.strip()}")
-    say(f"imported {tag}")
+        archive = Path(tmp) / "image.tar"
+        write_image_archive(rootfs, archive, tag, arch)
+        # `docker load` keeps the architecture the config names; `docker import` would record the host's.
+        loaded = _run([client, "load", "-q", "-i", str(archive)])
+        if loaded.returncode != 0:
+            raise EngineError(f"docker load of the bootstrapped base failed: {loaded.stderr.strip()}")
+    say(f"loaded {tag} ({platform})")
+
+
+def write_image_archive(rootfs: Path, archive: Path, tag: str, arch: str) -> None:
+    """A one-layer docker-archive (what `docker save` writes) of rootfs, its config naming arch."""
+    layer = archive.with_name("layer.tar")
+    subprocess.run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(layer), "."], check=True)
+    digest = hashlib.sha256()
+    with layer.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    config = json.dumps(
+        {
+            "architecture": arch,
+            "os": "linux",
+            "config": {"Env": [f"PATH={IMAGE_PATH}"], "Cmd": ["bash"]},
+            "rootfs": {"type": "layers", "diff_ids": [f"sha256:{digest.hexdigest()}"]},
+            "history": [{"created_by": f"debootstrap --variant=minbase --arch={arch}"}],
+        }
+    ).encode()
+    config_name = hashlib.sha256(config).hexdigest() + ".json"
+    manifest = json.dumps([{"Config": config_name, "RepoTags": [tag], "Layers": ["layer/layer.tar"]}]).encode()
+    with tarfile.open(archive, "w") as out:
+        out.add(layer, "layer/layer.tar")
+        for name, data in ((config_name, config), ("manifest.json", manifest)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            out.addfile(info, io.BytesIO(data))
+    layer.unlink()
+
+
+QEMU_NAMES = {"arm64": "aarch64", "amd64": "x86_64"}
+BINFMT_MISC = Path("/proc/sys/fs/binfmt_misc")
+
+
+def emulation_enabled(arch: str) -> bool:
+    entry = BINFMT_MISC / f"qemu-{QEMU_NAMES[arch]}"
+    return entry.is_file() and entry.read_text().startswith("enabled")
+
+
+def ensure_emulation(platform: str) -> None:
+    """Run a foreign platform's binaries through qemu: installed and enabled only when asked for."""
+    arch = architecture(platform)
+    if emulation_enabled(arch):
+        return
+    say(f"{platform} is foreign to this host: enabling emulation (qemu-user-static, binfmt-support)")
+    if not Path("/usr/sbin/update-binfmts").exists() or not list(Path("/usr/bin").glob("qemu-*-static")):
+        apt_install("qemu-user-static", "binfmt-support")
+    if not (BINFMT_MISC / "register").exists():
+        mounted = _run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT_MISC)])
+        if mounted.returncode != 0:
+            raise EngineError(f"cannot mount binfmt_misc for emulation: {mounted.stderr.strip()}")
+    _run(["update-binfmts", "--enable", f"qemu-{QEMU_NAMES[arch]}"])
+    if not emulation_enabled(arch):
+        raise EngineError(f"emulation of {platform} is not enabled (binfmt_misc has no qemu-{QEMU_NAMES[arch]})")
+    say(f"emulation of {platform} enabled")
 
 
 def trim_rootfs(rootfs: Path) -> None:
@@ -206,13 +261,21 @@ def debian_suite(requested: str, known_suites: set[str]) -> str | None:
     return suite if suite in known_suites else None
 
 
-def ensure_base_image(client: str, requested: str) -> BaseImage:
-    """The requested base if present or pullable, else a local bootstrap.
+def image_platform(client: str, ref: str) -> str | None:
+    done = _run([client, "image", "inspect", "-f", "{{.Os}}/{{.Architecture}}", ref])
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def ensure_base_image(client: str, requested: str, platform: str, host: str) -> BaseImage:
+    """The requested base for platform if present or pullable, else a local bootstrap.
 
     A `debian:SUITE` image is bootstrapped as that suite, anything else (ubuntu:24.04) as the
-    host's own release, both from the mirror apt already uses.
+    host's own release, both from the mirror apt already uses. The host's bootstrap is tagged
+    by suite alone, a foreign platform's by suite and architecture.
     """
-    if image_exists(client, requested) or _run([client, "pull", "-q", requested]).returncode == 0:
+    if image_platform(client, requested) == platform:
+        return BaseImage(requested, repo_digest(client, requested))
+    if _run([client, "pull", "-q", "--platform", platform, requested]).returncode == 0:
         return BaseImage(requested, repo_digest(client, requested))
     known = {p.name for p in DEBOOTSTRAP_SCRIPTS.glob("*")} if DEBOOTSTRAP_SCRIPTS.is_dir() else set()
     if not known:
@@ -222,9 +285,9 @@ def ensure_base_image(client: str, requested: str) -> BaseImage:
     suite = debian_suite(requested, known)
     if suite is not None:
         source = AptSource(source.uri, suite)
-    tag = f"{LOCAL_BASE_REPO}:{source.suite}"
-    if image_exists(client, tag):
+    tag = f"{LOCAL_BASE_REPO}:{source.suite}" + ("" if platform == host else f"-{architecture(platform)}")
+    if image_platform(client, tag) == platform:
         say(f"{requested} cannot be pulled; reusing the bootstrapped {tag}")
     else:
-        bootstrap_base(client, tag, source)
+        bootstrap_base(client, tag, source, platform)
     return BaseImage(tag, None)

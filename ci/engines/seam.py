@@ -44,6 +44,8 @@ class BuildSpec:
     secrets: Mapping[str, SecretRef] = field(default_factory=dict)
     tag: str | None = None
     dockerfile: str = "docker/Dockerfile"
+    # `linux/arm64`; None builds for the engine's own platform.
+    platform: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Image:
     ref: str
     description: str
     image_id: str | None = None
+    platform: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,8 +96,11 @@ class RegistryAuth:
 class Engine(Protocol):
     name: str
 
-    async def resolve_base(self, requested: str) -> tuple[str, str | None]:
-        """The base image to build FROM and its registry digest when known."""
+    async def resolve_base(self, requested: str, platform: str) -> tuple[str, str | None]:
+        """The base image to build FROM for platform, and its registry digest when known.
+
+        Also readies the engine for the platform: a foreign one is emulated from here on.
+        """
         ...
 
     async def build(self, spec: BuildSpec) -> Image: ...
@@ -128,11 +134,15 @@ class Engine(Protocol):
         """The value of each named label (None where the image has no such label)."""
         ...
 
-    async def publish(self, image: Image, ref: str, auth: RegistryAuth | None) -> str:
-        """Push image as ref; return the pushed manifest digest (sha256:…)."""
+    async def publish(self, images: Sequence[Image], ref: str, auth: RegistryAuth | None) -> str:
+        """Push images as ref and return what ref now names (sha256:…).
+
+        One image is pushed as its manifest; several (one per platform) as an OCI image index
+        whose platform manifests are pushed first, by digest, so ref never names half of them.
+        """
         ...
 
-    async def pull(self, ref: str, auth: RegistryAuth | None) -> Image: ...
+    async def pull(self, ref: str, auth: RegistryAuth | None, platform: str | None = None) -> Image: ...
 
     async def close(self) -> None:
         """Remove every container and volume this engine created, whatever happened before."""

@@ -28,6 +28,21 @@ def version_gate(found: Mapping[str, str], declared: Mapping[str, str]) -> list[
     ]
 
 
+def same_versions(by_platform: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """One tag carries one set of tool versions: every platform must report the first one's."""
+    platforms = list(by_platform)
+    if not platforms:
+        return []
+    first = by_platform[platforms[0]]
+    return [
+        f"{platform} has {tool} {versions.get(tool)!r}, {platforms[0]} has {want!r}"
+        for platform in platforms[1:]
+        for versions in [by_platform[platform]]
+        for tool, want in first.items()
+        if versions.get(tool) != want
+    ]
+
+
 def semver_versions(values: Iterable[str]) -> list[semver.Version]:
     """The values that are semver (registry tags such as `latest` or `1.2` are not)."""
     return [semver.Version.parse(v) for v in values if semver.Version.is_valid(v)]

@@ -9,58 +9,75 @@ from typing import Any
 
 import semver
 
+from ci.platforms import SUPPORTED
 from ci.report import write_atomically
 
-FORMAT = 1
+# 2: one entry per release of one or more platforms, each platform with its own digest and SBOM.
+FORMAT = 2
 # Every entry has exactly these keys; the value types are checked too.
 ENTRY_FIELDS: dict[str, type | tuple[type, ...]] = {
     "build_number": int,
     "tag": str,
+    # What the tag names: the image index of a multi-platform release, else the one manifest.
     "image_ref": str,
     "digest": str,
-    "image_id": str,
     "dar_backup_version": str,
     "dar_version": str,
     "par2_version": str,
-    "base_image": str,
-    "base_digest": (str, type(None)),
     "git_revision": str,
     "created": str,
+    # Who signed, and the signature and SBOM attestations of `digest` (an index carries every
+    # platform's SBOM; cosign signed each platform manifest with it).
     "signing": dict,
-    # What a refresh compares: the package set's digest (the base digest is above), and why it was made.
-    "packages_sha256": str,
+    "platforms": dict,
+    # Why it was made (a refresh names what changed).
     "notes": str,
 }
-SIGNING_FIELDS = (
-    "identity",
-    "signature",
-    "signature_digest",
-    "attestation",
-    "attestation_digest",
-    "sbom_sha256",
-)
+SIGNING_FIELDS = ("identity", "signature", "signature_digest", "attestation", "attestation_digest")
+# Per platform: what a refresh compares (base digest, package set) and where its signature and SBOM are.
+PLATFORM_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "digest": str,
+    "image_id": str,
+    "base_image": str,
+    "base_digest": (str, type(None)),
+    "packages_sha256": str,
+    "sbom_sha256": str,
+    "signature": str,
+    "signature_digest": str,
+    "attestation": str,
+    "attestation_digest": str,
+}
 
 
 class HistoryError(ValueError):
     pass
 
 
-def validate_entry(entry: object, where: str) -> None:
-    if not isinstance(entry, dict):
+def validate_fields(value: object, fields: Mapping[str, type | tuple[type, ...]], where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
         raise HistoryError(f"{where} is not an object")
-    if set(entry) != set(ENTRY_FIELDS):
-        missing, extra = set(ENTRY_FIELDS) - set(entry), set(entry) - set(ENTRY_FIELDS)
+    if set(value) != set(fields):
+        missing, extra = set(fields) - set(value), set(value) - set(fields)
         raise HistoryError(f"{where} has missing keys {sorted(missing)} / unknown keys {sorted(extra)}")
-    for key, kind in ENTRY_FIELDS.items():
-        if not isinstance(entry[key], kind) or isinstance(entry[key], bool):
+    for key, kind in fields.items():
+        if not isinstance(value[key], kind) or isinstance(value[key], bool):
             raise HistoryError(f"{where}: {key} has the wrong type")
+    if "digest" in value and not value["digest"].startswith("sha256:"):
+        raise HistoryError(f"{where}: digest {value['digest']!r} is not sha256:…")
+    return value
+
+
+def validate_entry(value: object, where: str) -> None:
+    entry = validate_fields(value, ENTRY_FIELDS, where)
     if not semver.Version.is_valid(entry["tag"]):
         raise HistoryError(f"{where}: tag {entry['tag']!r} is not semver")
-    if not entry["digest"].startswith("sha256:"):
-        raise HistoryError(f"{where}: digest {entry['digest']!r} is not sha256:…")
     signed = entry["signing"]
     if sorted(signed) != sorted(SIGNING_FIELDS) or not all(isinstance(v, str) and v for v in signed.values()):
         raise HistoryError(f"{where}: signing must have exactly {', '.join(SIGNING_FIELDS)}, all non-empty")
+    if not entry["platforms"] or not all(name in SUPPORTED for name in entry["platforms"]):
+        raise HistoryError(f"{where}: platforms must name one or more of {', '.join(SUPPORTED)}")
+    for name, facts in entry["platforms"].items():
+        validate_fields(facts, PLATFORM_FIELDS, f"{where}.platforms[{name}]")
 
 
 def validate(document: object) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import semver
 
-from ci.config import ConfigError
+from ci.config import OCI, ConfigError
 from ci.engines.seam import Engine, RegistryAuth
 from ci.release import sbom
 from ci.release.stage import Plan
@@ -39,35 +39,33 @@ def package_changes(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]
     return lines
 
 
-def base_change(last: Mapping[str, Any], base_digest: str | None) -> list[str]:
-    if base_digest and last.get("base_digest") != base_digest:
-        return [f"base image {last.get('base_digest') or 'unknown'} → {base_digest}"]
+def base_change(recorded: Mapping[str, Any], base_digest: str | None) -> list[str]:
+    if base_digest and recorded.get("base_digest") != base_digest:
+        return [f"base image {recorded.get('base_digest') or 'unknown'} → {base_digest}"]
     return []
 
 
-async def what_changed(
-    engine: Engine,
-    last: Mapping[str, Any],
-    document: Mapping[str, Any],
-    base_digest: str | None,
-    auth: RegistryAuth | None,
-) -> list[str]:
-    """What differs from the last released build; empty when nothing does."""
-    changes = base_change(last, base_digest)
-    if sbom.package_set_sha256(document) == last["packages_sha256"]:
-        return changes
-    previous = await engine.pull(last["image_ref"], auth)
-    old = {package.name: package.version for package in (await sbom.read_contents(engine, previous)).debs}
-    return changes + (package_changes(old, sbom.deb_versions(document)) or ["the package set changed"])
+async def what_changed(engine: Engine, last: Mapping[str, Any], built: Built, auth: RegistryAuth | None) -> list[str]:
+    """What differs on built's platform from the last released build; empty when nothing does."""
+    recorded = last["platforms"].get(built.platform)
+    if recorded is None:
+        return [f"{built.platform} was not in {last['tag']}"]
+    document = json.loads(built.sbom)
+    changes = base_change(recorded, built.labels.get(f"{OCI}.base.digest"))
+    if sbom.package_set_sha256(document) != recorded["packages_sha256"]:
+        previous = await engine.pull(last["image_ref"], auth, built.platform)
+        old = {package.name: package.version for package in (await sbom.read_contents(engine, previous)).debs}
+        changes += package_changes(old, sbom.deb_versions(document)) or ["the package set changed"]
+    return [f"{built.platform}: {change}" for change in changes]
 
 
-async def worth_releasing(
-    engine: Engine, plan: Plan, built: Built, base_digest: str | None, report: Report
-) -> Plan | None:
-    """The release plan, saying why, when the tested image differs from the last release; else None."""
+async def worth_releasing(engine: Engine, plan: Plan, builts: Sequence[Built], report: Report) -> Plan | None:
+    """The release plan, saying why, when a tested image differs from the last release; else None."""
     last = plan.builds[-1]
-    with report.step(STAGE, f"compare with the last release {last['tag']}"):
-        changes = await what_changed(engine, last, json.loads(built.sbom), base_digest, plan.auth)
+    changes: list[str] = []
+    for built in builts:
+        with report.on_platform(built.platform), report.step(STAGE, f"compare with the last release {last['tag']}"):
+            changes += await what_changed(engine, last, built, plan.auth)
     if not changes:
         report.notes.append(f"nothing changed since {last['tag']}")
         print(f"[refresh] nothing changed since {last['tag']}: nothing to release", flush=True)

@@ -7,6 +7,7 @@ any answer other than a clear "not found" is an error. Errors never carry creden
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import urllib.error
@@ -79,10 +80,15 @@ def next_page(link: str | None, current: str) -> str | None:
         position = match.end()
     if found is None:
         return None
-    url = urllib.parse.urljoin(current, str(found))
+    return same_origin(current, str(found), "next page")
+
+
+def same_origin(current: str, reference: str, what: str) -> str:
+    """reference resolved against current; refused when on another host (credentials would go there)."""
+    url = urllib.parse.urljoin(current, reference)
     here, there = urllib.parse.urlsplit(current), urllib.parse.urlsplit(url)
     if (there.scheme, there.netloc) != (here.scheme, here.netloc):
-        raise RegistryError(f"the registry's next page is on another host: {there.scheme}://{there.netloc}")
+        raise RegistryError(f"the registry's {what} is on another host: {there.scheme}://{there.netloc}")
     return url
 
 
@@ -103,6 +109,7 @@ class Registry:
     def __post_init__(self) -> None:
         self.host, self.name = split_repo(self.repo)
         self._token: str | None = None
+        self._challenge = ""
 
     def _send(self, method: str, url: str, headers: dict[str, str], data: bytes | None) -> Response:
         request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310
@@ -143,7 +150,9 @@ class Registry:
         auth = {"Authorization": f"Bearer {self._token}"} if self._token else self._basic()
         answer = self._send(method, url, {**(headers or {}), **auth}, data)
         challenge = answer.headers.get("www-authenticate", "")
-        if answer.status == 401 and challenge.lower().startswith("bearer") and self._token is None:
+        # A new challenge is a new scope (a push needs more than a pull): fetch a token for it once.
+        if answer.status == 401 and challenge.lower().startswith("bearer") and challenge != self._challenge:
+            self._challenge = challenge
             self._fetch_token(challenge)
             answer = self._send(method, url, {**(headers or {}), "Authorization": f"Bearer {self._token}"}, data)
         if answer.status in (401, 403):
@@ -180,16 +189,41 @@ class Registry:
             raise RegistryError(f"reading {self.repo}:{reference}: HTTP {answer.status}")
         return answer.headers["docker-content-digest"]
 
+    def manifest(self, reference: str) -> tuple[str, bytes]:
+        """(media type, bytes) of the manifest or index a tag or digest names."""
+        answer = self.request("GET", f"manifests/{reference}", {"Accept": MANIFEST_TYPES})
+        if answer.status != 200:
+            raise RegistryError(f"reading manifest {self.repo}:{reference}: HTTP {answer.status}")
+        return answer.headers.get("content-type", json.loads(answer.body).get("mediaType", "")), answer.body
+
+    def put_manifest(self, reference: str, media_type: str, body: bytes) -> str:
+        """Store a manifest under a tag or its own digest; returns the digest the registry serves."""
+        put = self.request("PUT", f"manifests/{reference}", {"Content-Type": media_type}, body)
+        if put.status not in (200, 201):
+            raise RegistryError(f"storing manifest {self.repo}:{reference}: HTTP {put.status}")
+        return put.headers.get("docker-content-digest") or "sha256:" + hashlib.sha256(body).hexdigest()
+
+    def upload_blob(self, digest: str, data: bytes) -> None:
+        """A monolithic upload (POST, then PUT with the digest), skipped when the blob is there."""
+        present = self.request("HEAD", f"blobs/{digest}")
+        if present.status == 200:
+            return
+        if present.status != 404:
+            raise RegistryError(f"checking blob {digest}: HTTP {present.status}")
+        start = self.request("POST", "blobs/uploads/")
+        if start.status != 202 or "location" not in start.headers:
+            raise RegistryError(f"starting an upload to {self.repo}: HTTP {start.status}")
+        url = same_origin(f"{base_url(self.host)}/v2/{self.name}/", start.headers["location"], "upload location")
+        joiner = "&" if "?" in url else "?"
+        headers = {"Content-Type": "application/octet-stream"}
+        done = self.request_url("PUT", f"{url}{joiner}digest={urllib.parse.quote(digest)}", headers, data)
+        if done.status != 201:
+            raise RegistryError(f"uploading blob {digest}: HTTP {done.status}")
+
     def tag(self, digest: str, tag: str) -> str:
         """Point `tag` at the manifest `digest`; returns the digest the registry now serves for it."""
-        manifest = self.request("GET", f"manifests/{digest}", {"Accept": MANIFEST_TYPES})
-        if manifest.status != 200:
-            raise RegistryError(f"reading manifest {digest}: HTTP {manifest.status}")
-        media_type = manifest.headers.get("content-type", json.loads(manifest.body).get("mediaType", ""))
-        put = self.request("PUT", f"manifests/{tag}", {"Content-Type": media_type}, manifest.body)
-        if put.status not in (200, 201):
-            raise RegistryError(f"tagging {self.repo}:{tag}: HTTP {put.status}")
-        return put.headers.get("docker-content-digest", digest)
+        media_type, body = self.manifest(digest)
+        return self.put_manifest(tag, media_type, body)
 
     def delete(self, digest: str) -> str:
         """Remove a manifest: "removed", "absent" (nothing to remove) or "not allowed" by this registry."""

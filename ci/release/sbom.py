@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -204,6 +205,19 @@ def sbom_gate(document: Mapping[str, Any], labelled: Mapping[str, str]) -> list[
         elif version != labelled.get(tool):
             problems.append(f"the SBOM says {tool} {version}, the label says {labelled.get(tool)}")
     return problems
+
+
+def architecture_gate(document: Mapping[str, Any], architecture: str) -> list[str]:
+    """Every distribution package is built for the image's architecture (or for all): a build
+    that silently ran for another platform lists the wrong one."""
+    wrong = sorted(
+        f"{c['name']} ({arch})"
+        for c in document.get("components", [])
+        if str(c.get("purl", "")).startswith("pkg:deb/")
+        for arch in [urllib.parse.parse_qs(str(c["purl"]).partition("?")[2]).get("arch", ["?"])[0]]
+        if arch not in (architecture, "all")
+    )
+    return [f"packages not built for {architecture}: {', '.join(wrong[:5])}"] if wrong else []
 
 
 def summary(document: Mapping[str, Any]) -> str:

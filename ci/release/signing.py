@@ -20,6 +20,7 @@ from typing import Any
 
 from ci.config import ConfigError
 from ci.engines.seam import BuildSpec, Engine, Image, SecretRef
+from ci.platforms import host_platform
 
 TOOLS_DOCKERFILE = "docker/tools.Dockerfile"
 TOOLS_BASE_IMAGE = "debian:trixie-slim"
@@ -100,8 +101,10 @@ def _with_identity(args: list[str], identity: Identity, insecure: bool, *, verif
     return args + (["--allow-insecure-registry"] if insecure else [])
 
 
-def sign_args(identity: Identity, ref: str, insecure: bool) -> list[str]:
-    return [*_with_identity(["sign", "--yes"], identity, insecure, verifying=False), ref]
+def sign_args(identity: Identity, ref: str, insecure: bool, recursive: bool = False) -> list[str]:
+    # --recursive: an image index's signature covers, and is stored for, each platform manifest too.
+    sign = ["sign", "--yes", *(["--recursive"] if recursive else [])]
+    return [*_with_identity(sign, identity, insecure, verifying=False), ref]
 
 
 def attest_args(identity: Identity, ref: str, insecure: bool) -> list[str]:
@@ -159,7 +162,8 @@ def describe(identity: Identity, public_key_pem: str | None) -> str:
 
 async def build_tools(engine: Engine) -> Image:
     """The cosign image, FROM debian:trixie-slim (or its local bootstrap where no registry answers)."""
-    base, _ = await engine.resolve_base(TOOLS_BASE_IMAGE)
+    # cosign runs where the pipeline runs: the host's platform, whichever platforms are released.
+    base, _ = await engine.resolve_base(TOOLS_BASE_IMAGE, host_platform())
     spec = BuildSpec("tools", {"BASE_IMAGE": base}, dockerfile=TOOLS_DOCKERFILE, tag="dar-backup-tools:local")
     return await engine.build(spec)
 
@@ -198,17 +202,25 @@ class Cosign:
             return None
         return await self.run(["public-key", "--key", KEY_PATH])
 
-    async def sign_and_attest(self, repo: str, digest: str, sbom_text: str) -> None:
-        ref = f"{repo}@{digest}"
-        await self.run(sign_args(self.identity, ref, self.insecure))
-        await self.run(attest_args(self.identity, ref, self.insecure), files={SBOM_PATH: sbom_text})
+    async def sign(self, repo: str, digest: str, recursive: bool = False) -> None:
+        await self.run(sign_args(self.identity, f"{repo}@{digest}", self.insecure, recursive))
 
-    async def verify(self, ref: str, digest: str, public_key: str | None, sbom_text: str) -> None:
-        """`ref` (a tag or a digest) carries a valid signature and the SBOM attestation for `digest`."""
-        files = {PUBLIC_KEY_PATH: public_key} if public_key is not None else {}
-        signed = verified_digests(await self.run(verify_args(self.identity, ref, self.insecure), files))
+    async def attest(self, repo: str, digest: str, sbom_text: str) -> None:
+        await self.run(attest_args(self.identity, f"{repo}@{digest}", self.insecure), files={SBOM_PATH: sbom_text})
+
+    def _public(self, public_key: str | None) -> dict[str, str]:
+        return {PUBLIC_KEY_PATH: public_key} if public_key is not None else {}
+
+    async def verify(self, ref: str, digest: str, public_key: str | None) -> None:
+        """`ref` (a tag or a digest) carries a valid signature for `digest` and no other."""
+        args = verify_args(self.identity, ref, self.insecure)
+        signed = verified_digests(await self.run(args, self._public(public_key)))
         if signed != {digest}:
             raise SigningError(f"cosign verified signatures of {sorted(signed)} for {ref}, expected only {digest}")
-        attested = await self.run(verify_attestation_args(self.identity, ref, self.insecure), files)
-        if json.loads(sbom_text) not in attested_predicates(attested, digest):
-            raise SigningError(f"the SBOM attested on {ref} is not the SBOM this release wrote")
+
+    async def verify_attestation(self, ref: str, digest: str, public_key: str | None, sboms: Sequence[str]) -> None:
+        """`ref` carries valid attestations of exactly these SBOMs for `digest`."""
+        args = verify_attestation_args(self.identity, ref, self.insecure)
+        attested = attested_predicates(await self.run(args, self._public(public_key)), digest)
+        if any(json.loads(text) not in attested for text in sboms):
+            raise SigningError(f"the SBOMs attested on {ref} are not the SBOMs this release wrote")

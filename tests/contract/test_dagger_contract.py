@@ -15,10 +15,12 @@ from ci.cli import pipeline, run_reported
 from ci.config import TOOL_LABELS, RunConfig, build_config, oci_labels
 from ci.engines.dagger import CACHE_BUSTER, dagger_engine
 from ci.engines.seam import SecretRef
+from ci.platforms import host_platform, slug
 from ci.release.signing import KEY_PATH, REGISTRY_CONFIG_DIR, Cosign, build_tools, signing_identity
 from ci.release.stage import preflight
 from ci.report import Report, StageFailure
 from ci.scenario import PATHS
+from ci.stages import sbom_file
 from recording import Chain, RecordingConnection, RecordingSession, calls
 from samples import DISTS, release_config
 from world import World
@@ -45,7 +47,7 @@ class Recorded:
 
 
 def run_pipeline(
-    schema, world: World, command: str, tmp_path: Path, monkeypatch, reported=False, previous_image=None
+    schema, world: World, command: str, tmp_path: Path, monkeypatch, reported=False, previous_image=None, platforms=()
 ) -> Recorded:
     tmp_path.mkdir(parents=True, exist_ok=True)
     cert = tmp_path / "proxy-ca.pem"
@@ -62,6 +64,7 @@ def run_pipeline(
         report_dir=tmp_path,
         env={},
         previous_image=previous_image,
+        platforms=platforms,
     )
     report = Report(command, "dagger")
 
@@ -119,7 +122,8 @@ def test_final_image_carries_every_label(schema, tmp_path, monkeypatch):
 def test_every_exec_busts_the_cache_and_scenario_execs_mount_the_run_volumes(schema, tmp_path, monkeypatch):
     recorded = run_pipeline(schema, World(), "test", tmp_path, monkeypatch)
     run_id = recorded.config.run_id
-    assert recorded.volume_keys() == {f"dar-backup-ci-{run_id}-{role}" for role in PATHS}
+    host = slug(host_platform())
+    assert recorded.volume_keys() == {f"dar-backup-ci-{run_id}-{host}-{role}" for role in PATHS}
     busters = []
     for chain in recorded.execs():
         values = [a["value"] for a in calls(chain, "withEnvVariable") if a["name"] == CACHE_BUSTER]
@@ -132,7 +136,7 @@ def test_every_exec_busts_the_cache_and_scenario_execs_mount_the_run_volumes(sch
     for chain in scenario_execs:
         mounts = {a["path"]: recorded.session.expand(a["cache"]) for a in calls(chain, "withMountedCache")}
         assert mounts == {
-            path: (("cacheVolume", {"key": f"dar-backup-ci-{run_id}-{role}"}),) for role, path in PATHS.items()
+            path: (("cacheVolume", {"key": f"dar-backup-ci-{run_id}-{host}-{role}"}),) for role, path in PATHS.items()
         }
 
 
@@ -172,14 +176,39 @@ def test_an_sbom_without_dar_backup_fails_the_sbom_gate_on_dagger(schema, tmp_pa
     without = json.dumps([d for d in json.loads(DISTS) if d["name"] != "dar-backup"])
     with pytest.raises(StageFailure, match="SBOM gate: the SBOM lists no dar-backup"):
         run_pipeline(schema, World(distributions=without), "final", tmp_path, monkeypatch)
-    assert not (tmp_path / "sbom.cdx.json").exists()
+    assert list(tmp_path.glob("sbom*")) == []
 
 
 def test_final_on_dagger_writes_the_sbom_it_read_through_the_seam(schema, tmp_path, monkeypatch):
     recorded = run_pipeline(schema, World(), "final", tmp_path, monkeypatch)
-    document = json.loads((tmp_path / "sbom.cdx.json").read_text())
+    host = host_platform()
+    document = json.loads((tmp_path / sbom_file(host)).read_text())
     assert {c["name"] for c in document["components"]} >= {"dar", "par2", "python3", "dar-backup"}
-    assert recorded.report.notes == ["SBOM: 8 components (4 deb, 4 pypi); dar 2.7.8, par2 0.8.1, dar-backup 1.1.11"]
+    assert recorded.report.notes == [
+        f"{host} SBOM: 8 components (4 deb, 4 pypi); dar 2.7.8, par2 0.8.1, dar-backup 1.1.11"
+    ]
+
+
+def test_each_platform_is_built_labelled_and_version_gated_on_its_own_container(schema, tmp_path, monkeypatch):
+    platforms = ("linux/arm64", "linux/amd64")
+    recorded = run_pipeline(schema, World(), "final", tmp_path, monkeypatch, platforms=platforms)
+    builds = [a for c in recorded.session.chains.values() for a in calls(c, "dockerBuild")]
+    assert sorted({(b["target"], b["platform"]) for b in builds}) == sorted(
+        (target, platform) for target in ("base", "final") for platform in platforms
+    )
+    for platform in platforms:
+        # Every `--version` probe of the version gate ran in a container built for that platform.
+        probes = [
+            c
+            for c in recorded.execs()
+            if calls(c, "dockerBuild")
+            and calls(c, "dockerBuild")[0]["platform"] == platform
+            and calls(c, "withExec")[-1]["args"][1:] == ["--version"]
+        ]
+        assert {calls(c, "withExec")[-1]["args"][0] for c in probes} == {"dar", "par2", "dar-backup"}
+        assert (tmp_path / sbom_file(platform)).is_file()
+    assert {s.platform for s in recorded.report.steps} == set(platforms)
+    assert list(recorded.report.run) == ["platforms"] and set(recorded.report.run["platforms"]) == set(platforms)
 
 
 def test_upgrade_check_on_dagger_pulls_the_previous_image_by_digest_and_runs_it(schema, tmp_path, monkeypatch):
@@ -189,7 +218,8 @@ def test_upgrade_check_on_dagger_pulls_the_previous_image_by_digest_and_runs_it(
     pulls = [c for c in recorded.session.chains.values() if calls(c, "from") and not calls(c, "withExec")]
     assert {calls(c, "from")[0]["address"] for c in pulls} == {previous}
     upgrade = [s.name for s in recorded.report.steps if s.stage == "upgrade"]
-    assert upgrade[0] == f"pull the previous release {previous}"
+    assert upgrade[0] == f"pull the previous release {previous} ({host_platform()})"
+    assert {calls(c, "container")[0]["platform"] for c in pulls} == {host_platform()}
     assert "INCR: the candidate's PITR from unlabelled's catalog" in upgrade
     assert "rollback: unlabelled restores the candidate's FULL" in upgrade
     # Backups in the upgrade check run in the previous image: its own entrypoint, its own volumes.
@@ -205,11 +235,13 @@ def test_upgrade_check_on_dagger_pulls_the_previous_image_by_digest_and_runs_it(
     assert all("-upgrade-" in k or "-rollback-" in k for k in keys)
 
 
-def release_on_dagger(schema, registry, checkout: Path, env: dict[str, str], dry_run: bool):
+def release_on_dagger(
+    schema, registry, checkout: Path, env: dict[str, str], dry_run: bool, platforms=(), world: World | None = None
+):
     """Run the release stages on the recording session; the host-side gates talk to a real registry."""
-    session = RecordingSession(schema, World().answer)
+    session = RecordingSession(schema, (world or World()).answer)
     client = dagger.Client(Context(conn=RecordingConnection(session)))
-    config = release_config(f"{registry.address}/dar-backup", checkout, "3.1.0", dry_run=dry_run)
+    config = release_config(f"{registry.address}/dar-backup", checkout, "3.1.0", dry_run=dry_run, platforms=platforms)
     report = Report("release", "dagger")
 
     async def go() -> None:
@@ -229,8 +261,9 @@ def test_release_dry_run_on_dagger_gates_and_publishes_nothing(schema, registry,
     before = (checkout / "doc/build-history.json").read_bytes()
     recorded, failure = release_on_dagger(schema, registry, checkout, {}, dry_run=True)
     assert failure is None
-    assert [s.name for s in recorded.report.steps][-2:] == [
+    assert [s.name for s in recorded.report.steps][-3:] == [
         "label gate on the tested image",
+        "one set of tool versions for every platform",
         "dry run: what a release would publish",
     ]
     assert [leaf for _, leaf in recorded.session.answered if leaf == "publish"] == []
@@ -265,6 +298,36 @@ def test_release_on_dagger_publishes_by_secret_reference_and_fails_closed(
     assert "append the build history" not in [s.name for s in recorded.report.steps]
 
 
+def test_a_two_platform_release_on_dagger_publishes_one_index_of_both_tested_images(
+    schema, registry, checkout, tmp_path
+):
+    key = tmp_path / "cosign.key"
+    key.write_text(KEY_TEXT)
+    env = {"DAR_BACKUP_COSIGN_KEY_FILE": str(key)}
+    platforms = ("linux/amd64", "linux/arm64")
+    world = World()
+    recorded, failure = release_on_dagger(schema, registry, checkout, env, False, platforms, world)
+    # The scripted digest never reached the real registry: the read-back refuses it, nothing is recorded.
+    assert failure is not None and str(failure).startswith(f"verification of {registry.address}/dar-backup:3.1.0")
+    ((receiver, args),) = world.published
+    assert calls(receiver, "container") == [{}] and not calls(receiver, "dockerBuild")
+    assert args["address"] == f"{registry.address}/dar-backup:3.1.0"
+    variants = [recorded.session.expand(v) for v in args["platformVariants"]]
+    # Each variant is the final image built for its platform, the very container the test stage ran.
+    assert [calls(v, "dockerBuild")[0]["platform"] for v in variants] == list(platforms)
+    assert all(calls(v, "dockerBuild")[0]["target"] == "final" and calls(v, "withLabel") for v in variants)
+    volumes = []
+    for variant in variants:
+        scenario = [c for c in recorded.execs() if c[: len(variant)] == variant and calls(c, "withMountedCache")]
+        assert len(scenario) > 40
+        volumes.append(
+            {str(recorded.session.expand(a["cache"])) for c in scenario for a in calls(c, "withMountedCache")}
+        )
+    # Each platform's story has volumes of its own: the second never sees the first one's data.
+    assert volumes[0].isdisjoint(volumes[1])
+    assert {s.platform for s in recorded.report.steps if s.stage == "test"} == set(platforms)
+
+
 KEY_TEXT = "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----KEY-MARKER-51c9-----END ENCRYPTED SIGSTORE PRIVATE KEY-----"
 PASSWORD_TEXT = "PASSWORD-MARKER-8d02"
 
@@ -283,8 +346,10 @@ def test_cosign_on_dagger_gets_key_password_and_login_by_reference_only(schema, 
         async with dagger_engine("c0ffee", client=client) as engine:
             cosign = Cosign(engine, await build_tools(engine), identity, registry_config=SecretRef(f"file://{login}"))
             public = await cosign.public_key()
-            await cosign.sign_and_attest("registry.example.org/dar-backup", digest, sbom)
-            await cosign.verify(f"registry.example.org/dar-backup@{digest}", digest, public, sbom)
+            await cosign.sign("registry.example.org/dar-backup", digest, recursive=True)
+            await cosign.attest("registry.example.org/dar-backup", digest, sbom)
+            await cosign.verify(f"registry.example.org/dar-backup@{digest}", digest, public)
+            await cosign.verify_attestation(f"registry.example.org/dar-backup@{digest}", digest, public, [sbom])
 
     anyio.run(go)
     build = next(a for c in session.chains.values() for a in calls(c, "dockerBuild") if a["target"] == "tools")
@@ -302,6 +367,6 @@ def test_cosign_on_dagger_gets_key_password_and_login_by_reference_only(schema, 
         variables = {a["name"]: session.expand(a["secret"]) for a in calls(chain, "withSecretVariable")}
         assert variables == {"COSIGN_PASSWORD": (("secret", {"uri": "env://DAR_BACKUP_COSIGN_PASSWORD"}),)}
     assert [f["contents"] for f in calls(cosign_execs["attest"], "withNewFile")] == [sbom]
-    assert "--tlog-upload=false" in calls(cosign_execs["sign"], "withExec")[-1]["args"]
+    assert {"--tlog-upload=false", "--recursive"} <= set(calls(cosign_execs["sign"], "withExec")[-1]["args"])
     for marker in ("KEY-MARKER", PASSWORD_TEXT, "LOGIN-MARKER"):
         assert all(marker not in query for query in session.queries)

@@ -51,18 +51,22 @@ class World:
     manifest: str = MANIFEST
     distributions: str = DISTS
     attested: dict[str, str] = field(default_factory=dict)
+    published: list[tuple[Chain, dict[str, Any]]] = field(default_factory=list)
 
     def answer(self, chain: Chain, name: str, args: dict[str, Any]) -> Any:
         if name == "label":
             values = [a["value"] for a in calls(chain, "withLabel") if a["name"] == args["name"]]
             return values[-1] if values else None
         if name == "publish":
+            self.published.append((chain, args))
             return f"{args['address']}@{PUBLISHED_DIGEST}"
         argv = calls(chain, "withExec")[-1]["args"]
         # exitCode, stdout and stderr are three queries on one exec: it runs once, as in Dagger.
         if repr(chain) not in self.results:
             files = {f["path"]: f["contents"] for f in calls(chain, "withNewFile")}
-            self.results[repr(chain)] = self.cosign(argv[1:], files) if argv[0] == "cosign" else self.execute(argv)
+            self.results[repr(chain)] = (
+                self.cosign(argv[1:], files) if argv[0] == "cosign" else self.execute(argv, chain)
+            )
         code, stdout = self.results[repr(chain)]
         return {"exitCode": code, "stdout": stdout, "stderr": "" if code == 0 else f"{argv[0]} failed\n"}[name]
 
@@ -87,7 +91,7 @@ class World:
     def archive(self, level: str) -> str:
         return f"{DEFINITION}_{level}_{local_date(TIME_ZONE, dt.datetime.now(dt.UTC))}"
 
-    def execute(self, argv: list[str]) -> tuple[int, str]:
+    def execute(self, argv: list[str], chain: Chain) -> tuple[int, str]:
         for key in (" ".join(argv[:2]), argv[0]):
             if key in self.exit_codes:
                 return self.exit_codes[key], ""
@@ -112,7 +116,10 @@ class World:
         if argv[:2] == ["cat", "/etc/os-release"]:
             return 0, OS_RELEASE
         if command == "dpkg-query":
-            return 0, DPKG
+            # The packages of the platform the container was built (or pulled) for.
+            built_for = [a.get("platform") for a in calls(chain, "dockerBuild") + calls(chain, "container")]
+            arch = next((p for p in built_for if p), "linux/amd64").split("/")[1]
+            return 0, DPKG.replace("\tamd64\n", f"\t{arch}\n")
         if command == VENV_PYTHON:
             return 0, self.distributions
         if command == "date":

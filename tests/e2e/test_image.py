@@ -15,7 +15,9 @@ import pytest
 
 from ci.config import REPO_ROOT, TOOL_LABELS
 from ci.manifest import MANIFEST_SCRIPT, OWNER_ATTRIBUTES, TREE_ATTRIBUTES, compare, parse
+from ci.platforms import host_platform
 from ci.release.sbom import tool_versions, validate
+from ci.stages import sbom_file
 from ci.versions import locked_dar_backup_version
 from conftest import Docker, mounts
 
@@ -326,7 +328,7 @@ def test_plain_docker_build_refuses_unpinned_dar_backup(docker: Docker, image: s
 
 
 def test_final_writes_a_valid_sbom_of_what_the_image_holds(docker: Docker, image: str, final_reports: Path):
-    text = (final_reports / "sbom.cdx.json").read_text()
+    text = (final_reports / sbom_file(host_platform())).read_text()
     validate(text)
     document = json.loads(text)
     labels = json.loads(docker.ok("image", "inspect", "-f", "{{json .Config.Labels}}", image))

@@ -16,6 +16,7 @@ import pytest
 from ci.config import REPO_ROOT, REQUIRED_OCI_KEYS, TOOL_LABELS, build_config
 from ci.engines.docker import RUN_LABEL, DockerEngine
 from ci.engines.seam import Image
+from ci.platforms import host_platform
 from ci.report import Report, StageFailure
 from ci.scenario import Level, Scenario
 from conftest import Docker
@@ -74,14 +75,18 @@ def test_nothing_of_either_run_remains(docker: Docker, two_runs):
 
 def test_final_image_carries_the_declared_labels(docker: Docker, two_runs):
     report = two_runs[0][2]
-    labels = json.loads(docker.ok("image", "inspect", "-f", "{{json .Config.Labels}}", report["run"]["image"]))
+    (platform,) = report["run"]["platforms"]
+    assert platform == host_platform()
+    facts = report["run"]["platforms"][platform]
+    labels = json.loads(docker.ok("image", "inspect", "-f", "{{json .Config.Labels}}", facts["image"]))
     oci = "org.opencontainers.image"
     assert labels[f"{oci}.version"] == report["run"]["image_version"]
     assert labels[f"{oci}.revision"] == report["run"]["revision"]
-    assert labels[f"{oci}.base.name"] == report["run"]["base_image"]
+    assert labels[f"{oci}.base.name"] == facts["base_image"]
     assert labels[f"{oci}.licenses"] == "GPL-3.0-or-later"
     for tool, key in TOOL_LABELS.items():
-        assert labels[key] == report["run"][f"{tool}_version"]
+        assert labels[key] == facts[f"{tool}_version"]
+    assert {step["platform"] for step in report["steps"]} == {platform}
     assert all(labels.get(f"{oci}.{key}") for key in REQUIRED_OCI_KEYS)
 
 
@@ -176,7 +181,7 @@ def test_ctrl_c_removes_everything_and_exits_130(docker: Docker, image: str, tmp
         start_new_session=True,
     )
     for line in proc.stdout:
-        if line.startswith("[test] FULL: dar-backup -F"):
+        if line.startswith(f"[test {host_platform()}] FULL: dar-backup -F"):
             break
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
     _, stderr = proc.communicate(timeout=120)

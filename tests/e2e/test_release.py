@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -17,17 +18,21 @@ from ci.cli import pipeline
 from ci.config import REPO_ROOT, REQUIRED_OCI_KEYS
 from ci.engines.docker import DockerEngine
 from ci.engines.seam import BuildSpec, Image
+from ci.platforms import host_platform
 from ci.release import history
 from ci.release.registry import Registry
 from ci.release.signing import Cosign, SigningError, attested_predicates, signing_identity
 from ci.release.stage import preflight
 from ci.report import Report, StageFailure
+from ci.stages import sbom_file
 from conftest import Docker, KeyPair
 from registry import LocalRegistry, PagingProxy
 from samples import HISTORY_ENTRY, release_config
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry]
 NAME = "dar-backup"
+HOST = host_platform()
+HOST_SBOM = f"reports/{sbom_file(HOST)}"
 
 
 @pytest.fixture(autouse=True)
@@ -41,6 +46,7 @@ def signing_key(cosign_key: KeyPair, monkeypatch) -> KeyPair:
 def release(
     checkout: Path, *args: str, env: dict[str, str] | None = None, command: str = "release"
 ) -> subprocess.CompletedProcess[str]:
+    """A release of the host's platform (the two-platform release has a test of its own)."""
     return subprocess.run(
         [
             sys.executable,
@@ -56,7 +62,7 @@ def release(
         capture_output=True,
         text=True,
         check=False,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, "DAR_BACKUP_PLATFORMS": HOST, **(env or {})},
     )
 
 
@@ -82,13 +88,16 @@ def test_release_lands_version_minor_and_latest_with_one_digest(image, registry:
     builds = history.read(checkout / "doc/build-history.json")
     assert len(builds) == 1
     assert builds[0]["tag"] == "1.2.0" and builds[0]["digest"] == digests.pop()
-    signed, hex_digest = builds[0]["signing"], builds[0]["digest"].removeprefix("sha256:")
-    assert signed["signature"] == f"{registry.address}/{NAME}:sha256-{hex_digest}.sig"
-    assert signed["attestation"] == f"{registry.address}/{NAME}:sha256-{hex_digest}.att"
+    assert list(builds[0]["platforms"]) == [HOST]
+    signed, platform = builds[0]["signing"], builds[0]["platforms"][HOST]
+    assert platform["digest"] == builds[0]["digest"]
+    hex_digest = builds[0]["digest"].removeprefix("sha256:")
+    assert signed["signature"] == platform["signature"] == f"{registry.address}/{NAME}:sha256-{hex_digest}.sig"
+    assert platform["attestation"] == f"{registry.address}/{NAME}:sha256-{hex_digest}.att"
     for kind in ("signature", "attestation"):
-        assert registry.skopeo("inspect", f"docker://{signed[kind]}")["Digest"] == signed[f"{kind}_digest"]
-    sbom = (checkout / "reports/sbom.cdx.json").read_text()
-    assert signed["sbom_sha256"] == hashlib.sha256(sbom.encode()).hexdigest()
+        assert registry.skopeo("inspect", f"docker://{platform[kind]}")["Digest"] == platform[f"{kind}_digest"]
+    sbom = (checkout / HOST_SBOM).read_text()
+    assert platform["sbom_sha256"] == hashlib.sha256(sbom.encode()).hexdigest()
     assert json.loads(sbom)["metadata"]["component"]["purl"].startswith(f"pkg:oci/dar-backup@{builds[0]['digest']}")
     assert (
         builds[0]["git_revision"]
@@ -135,7 +144,7 @@ def seed_tag(docker: Docker, image: str, registry: LocalRegistry, tag: str) -> N
 
 def write_history(checkout: Path, tag: str) -> None:
     entry = {**HISTORY_ENTRY, "tag": tag}
-    (checkout / "doc/build-history.json").write_text(json.dumps({"format": 1, "builds": [entry]}))
+    (checkout / "doc/build-history.json").write_text(json.dumps({"format": history.FORMAT, "builds": [entry]}))
     subprocess.run(["git", "-C", str(checkout), "commit", "-qam", "history"], check=True)
 
 
@@ -179,7 +188,7 @@ def test_refusals_push_nothing_and_keep_history(docker, image, registry, checkou
     assert last.startswith("error: ") and message.format(repo=f"{registry.address}/{NAME}") in last
     assert registry.tags(NAME) == tags_before
     assert history_bytes(checkout) == history_before
-    assert "[base]" not in done.stdout  # refused before anything was built
+    assert "[base " not in done.stdout  # refused before anything was built
 
 
 def test_wrong_credentials_are_refused_without_printing_them(image, auth_registry: LocalRegistry, checkout: Path):
@@ -196,14 +205,14 @@ def test_wrong_credentials_are_refused_without_printing_them(image, auth_registr
 class DropsALabel(DockerEngine):
     async def build(self, spec: BuildSpec) -> Image:
         labels = {k: v for k, v in spec.labels.items() if not k.endswith(".licenses")}
-        return await super().build(BuildSpec(spec.target, spec.build_args, labels, spec.secrets, spec.tag))
+        return await super().build(dataclasses.replace(spec, labels=labels))
 
 
 class RegistryDiesAfterPush(DockerEngine):
     registry: LocalRegistry
 
-    async def publish(self, image, ref, auth):
-        digest = await super().publish(image, ref, auth)
+    async def publish(self, images, ref, auth):
+        digest = await super().publish(images, ref, auth)
         self.registry.stop()
         return digest
 
@@ -268,7 +277,7 @@ def test_release_gate_reads_every_page_of_tags(registry: LocalRegistry, checkout
             done = release(checkout, "--image-version", version, "--repo", f"{proxy.address}/{NAME}")
             assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
             assert message in done.stderr.strip().splitlines()[-1]
-            assert "[base]" not in done.stdout
+            assert "[base " not in done.stdout
     finally:
         proxy.close()
     assert len(registry.tags(NAME)) == 250 and history_bytes(checkout) == before
@@ -294,7 +303,7 @@ def test_a_user_verifies_the_release_with_its_public_key_only(
     attested = cosign(docker, tools, "verify-attestation", "--type", "cyclonedx", ref, key=signing_key.public)
     assert attested.returncode == 0, attested.stderr[-2000:]
     digest = history.read(checkout / "doc/build-history.json")[0]["digest"]
-    written = json.loads((checkout / "reports/sbom.cdx.json").read_text())
+    written = json.loads((checkout / HOST_SBOM).read_text())
     assert attested_predicates(attested.stdout, digest) == [written]
 
 
@@ -304,14 +313,16 @@ def test_verify_refuses_a_tag_pointed_at_other_content(
     done = release(checkout, "--image-version", "1.5.0", "--repo", f"{registry.address}/{NAME}")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     digest = history.read(checkout / "doc/build-history.json")[0]["digest"]
-    sbom = (checkout / "reports/sbom.cdx.json").read_text()
+    sbom = (checkout / HOST_SBOM).read_text()
     identity = signing_identity(signing_key.env())
     public = signing_key.public.read_text()
 
     async def verify(ref: str) -> None:
         engine = DockerEngine("verify-test", REPO_ROOT, docker.client)
         try:
-            await Cosign(engine, tools, identity, insecure=True).verify(ref, digest, public, sbom)
+            cosign = Cosign(engine, tools, identity, insecure=True)
+            await cosign.verify(ref, digest, public)
+            await cosign.verify_attestation(ref, digest, public, [sbom])
         finally:
             await engine.close()
 
@@ -370,7 +381,7 @@ def test_refresh_releases_the_next_patch_only_when_packages_changed(
     builds = history.read(checkout / "doc/build-history.json")
     assert [b["tag"] for b in builds] == ["1.0.0", "1.0.1"]
     assert builds[1]["notes"].startswith("refresh: ") and "+less " in builds[1]["notes"]
-    assert builds[1]["packages_sha256"] != builds[0]["packages_sha256"]
+    assert builds[1]["platforms"][HOST]["packages_sha256"] != builds[0]["platforms"][HOST]["packages_sha256"]
     assert {"1.0.1", "1.0", "latest"} <= set(registry.tags(NAME))
     report = json.loads((checkout / "reports/refresh.json").read_text())
     assert any(note.startswith("refresh 1.0.1: ") and "+less " in note for note in report["notes"])
@@ -399,7 +410,7 @@ def test_a_second_release_proves_the_first_releases_archives_restore(image, regi
     report = json.loads((checkout / "reports/release.json").read_text())
     assert report["run"]["previous_image"] == previous and report["run"]["previous_version"] == "1.0.0"
     upgrade = [s for s in report["steps"] if s["stage"] == "upgrade"]
-    assert upgrade[0]["name"] == f"pull the previous release {previous}"
+    assert upgrade[0]["name"] == f"pull the previous release {previous} ({HOST})"
     assert all(s["status"] == "passed" for s in upgrade), upgrade
     names = [s["name"] for s in upgrade]
     for level in ("FULL", "DIFF", "INCR"):
@@ -425,8 +436,8 @@ class DarRefusesOldArchives(DockerEngine):
             self.candidate = built
         return built
 
-    async def pull(self, ref, auth):
-        pulled = await super().pull(ref, auth)
+    async def pull(self, ref, auth, platform=None):
+        pulled = await super().pull(ref, auth, platform)
         wrapper = "#!/bin/sh\\necho dar: refusing >&2\\nexit 5\\n"
         # BuildKit cannot build FROM an image id: the candidate's tag names it.
         run = f"RUN printf '{wrapper}' > /usr/local/bin/dar && chmod 755 /usr/local/bin/dar"
@@ -470,7 +481,7 @@ def test_test_with_a_previous_image_that_does_not_exist_stops_before_any_backup(
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error: pulling 127.0.0.1:9/dar-backup:0.0.1 failed")
-    assert "[base]" not in done.stdout and "[test]" not in done.stdout
+    assert "[base " not in done.stdout and "[test " not in done.stdout
 
 
 def test_registry_gone_mid_attest_moves_no_tag_and_writes_no_history(image, registry: LocalRegistry, checkout):

@@ -1,9 +1,20 @@
+import dataclasses
+import hashlib
+import io
+import json
+import tarfile
 from pathlib import Path
 
 import pytest
 
 from ci.engines.docker import RunOptions, build_argv, run_argv
-from ci.engines.local import AptSource, debian_suite, parse_apt_sources, pick_bootstrap_source
+from ci.engines.local import (
+    AptSource,
+    debian_suite,
+    parse_apt_sources,
+    pick_bootstrap_source,
+    write_image_archive,
+)
 from ci.engines.seam import BuildSpec, EngineError, Image, Mount, SecretRef, Volume
 from ci.engines.select import choose_engine
 from ci.stages import build_secrets
@@ -82,7 +93,9 @@ def test_build_argv_passes_secrets_by_reference_only(tmp_path):
     assert "--target final" in joined and "--build-arg DAR_BACKUP_VERSION=1.1.11" in joined
     assert "--label org.opencontainers.image.version=1.2.3" in joined
     assert "--secret id=pip_cert,src=/etc/ca.pem" in joined and "--secret id=token,env=TOKEN" in joined
-    assert argv[-1] == "."
+    assert argv[-1] == "." and "--platform" not in argv
+    arm64 = build_argv("/usr/bin/docker", dataclasses.replace(spec, platform="linux/arm64"), "f", "/tmp/iid", ".")
+    assert arm64[-3:] == ["--platform", "linux/arm64", "."]
 
 
 def test_run_argv_isolates_the_container():
@@ -94,6 +107,30 @@ def test_run_argv_isolates_the_container():
     assert argv[-5:] == ["--entrypoint", "dar", "sha256:abc", "-t", "x"]
     with_entrypoint = run_argv("docker", "n", "1", image, ["-F"], RunOptions(user="1234:2345", use_entrypoint=True))
     assert with_entrypoint[-4:] == ["--user", "1234:2345", "sha256:abc", "-F"]
+    arm64 = Image("sha256:def", "final (linux/arm64)", platform="linux/arm64")
+    emulated = run_argv("docker", "n", "1", arm64, ["dar", "--version"], RunOptions())
+    assert emulated[-6:] == ["--platform", "linux/arm64", "--entrypoint", "dar", "sha256:def", "--version"]
+
+
+def test_a_bootstrapped_rootfs_becomes_an_archive_whose_config_names_the_architecture(tmp_path):
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "etc").mkdir(parents=True)
+    (rootfs / "etc/os-release").write_text("ID=debian\n")
+    archive = tmp_path / "image.tar"
+    write_image_archive(rootfs, archive, "dar-backup-local-base:bookworm-arm64", "arm64")
+    with tarfile.open(archive) as saved:
+        (entry,) = json.loads(saved.extractfile("manifest.json").read())
+        config_bytes = saved.extractfile(entry["Config"]).read()
+        layer = saved.extractfile(entry["Layers"][0]).read()
+    config = json.loads(config_bytes)
+    assert entry["RepoTags"] == ["dar-backup-local-base:bookworm-arm64"]
+    assert entry["Config"] == hashlib.sha256(config_bytes).hexdigest() + ".json"
+    assert (config["architecture"], config["os"]) == ("arm64", "linux")
+    assert config["rootfs"]["diff_ids"] == ["sha256:" + hashlib.sha256(layer).hexdigest()]
+    assert config["config"]["Env"][0].startswith("PATH=/usr/local/sbin:")
+    with tarfile.open(fileobj=io.BytesIO(layer)) as rootfs_tar:
+        assert rootfs_tar.extractfile("./etc/os-release").read() == b"ID=debian\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["image.tar", "rootfs"]
 
 
 def test_secret_refs_are_checked():

@@ -4,9 +4,9 @@ import pytest
 import semver
 
 from ci.release import history
-from ci.release.gates import floating_tags, label_gate, newer_than_all, version_gate
+from ci.release.gates import floating_tags, label_gate, newer_than_all, same_versions, version_gate
 from ci.release.registry import base_url, split_repo
-from samples import HISTORY_ENTRY
+from samples import AMD64, HISTORY_ENTRY
 
 V = semver.Version.parse
 
@@ -48,6 +48,15 @@ def test_prereleases_move_no_floating_tag():
     assert floating_tags(V("1.5.0-rc.1")) == []
 
 
+def test_every_platform_must_report_the_same_tool_versions():
+    amd64 = {"dar-backup": "1.1.11", "dar": "2.7.8", "par2": "0.8.1"}
+    assert same_versions({"linux/amd64": amd64, "linux/arm64": dict(amd64)}) == []
+    assert same_versions({"linux/amd64": amd64}) == []
+    assert same_versions({"linux/amd64": amd64, "linux/arm64": {**amd64, "dar": "2.7.17"}}) == [
+        "linux/arm64 has dar '2.7.17', linux/amd64 has '2.7.8'"
+    ]
+
+
 ENTRY = HISTORY_ENTRY
 
 
@@ -66,17 +75,24 @@ def test_history_round_trip_appends_one_entry(tmp_path):
     [
         ("not json", "not valid JSON"),
         ([], "expected"),
-        ({"format": 2, "builds": []}, "expected"),
-        ({"format": 1, "builds": [{"tag": "1.0.0"}]}, "missing keys"),
-        ({"format": 1, "builds": [{**ENTRY, "tag": "latest"}]}, "not semver"),
-        ({"format": 1, "builds": [{**ENTRY, "build_number": 3}]}, "should be 1"),
-        ({"format": 1, "builds": [{**ENTRY, "digest": "md5:x"}]}, "not sha256"),
-        ({"format": 1, "builds": [ENTRY, {**ENTRY, "build_number": 2}]}, "appears twice"),
-        ({"format": 1, "builds": [{**ENTRY, "build_number": True}]}, "wrong type"),
-        ({"format": 1, "builds": [{**ENTRY, "signing": {}}]}, "signing must have exactly identity"),
-        ({"format": 1, "builds": [{**ENTRY, "signing": {**ENTRY["signing"], "identity": ""}}]}, "all non-empty"),
-        ({"format": 1, "builds": [{**ENTRY, "notes": None}]}, "notes has the wrong type"),
-        ({"format": 1, "builds": [{k: v for k, v in ENTRY.items() if k != "packages_sha256"}]}, "packages_sha256"),
+        ({"format": 1, "builds": []}, "expected"),
+        ({"format": 2, "builds": [{"tag": "1.0.0"}]}, "missing keys"),
+        ({"format": 2, "builds": [{**ENTRY, "tag": "latest"}]}, "not semver"),
+        ({"format": 2, "builds": [{**ENTRY, "build_number": 3}]}, "should be 1"),
+        ({"format": 2, "builds": [{**ENTRY, "digest": "md5:x"}]}, "not sha256"),
+        ({"format": 2, "builds": [ENTRY, {**ENTRY, "build_number": 2}]}, "appears twice"),
+        ({"format": 2, "builds": [{**ENTRY, "build_number": True}]}, "wrong type"),
+        ({"format": 2, "builds": [{**ENTRY, "signing": {}}]}, "signing must have exactly identity"),
+        ({"format": 2, "builds": [{**ENTRY, "signing": {**ENTRY["signing"], "identity": ""}}]}, "all non-empty"),
+        ({"format": 2, "builds": [{**ENTRY, "notes": None}]}, "notes has the wrong type"),
+        ({"format": 2, "builds": [{k: v for k, v in ENTRY.items() if k != "platforms"}]}, "platforms"),
+        ({"format": 2, "builds": [{**ENTRY, "platforms": {}}]}, "platforms must name one or more"),
+        ({"format": 2, "builds": [{**ENTRY, "platforms": {"linux/s390x": AMD64}}]}, "platforms must name"),
+        ({"format": 2, "builds": [{**ENTRY, "platforms": {"linux/amd64": {**AMD64, "digest": "x"}}}]}, "not sha256"),
+        (
+            {"format": 2, "builds": [{**ENTRY, "platforms": {"linux/amd64": {**AMD64, "sbom_sha256": None}}}]},
+            r"platforms\[linux/amd64\]: sbom_sha256 has the wrong type",
+        ),
     ],
 )
 def test_malformed_history_is_refused_and_left_alone(tmp_path, document, message):

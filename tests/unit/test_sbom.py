@@ -9,6 +9,7 @@ from ci.release.sbom import (
     ImageContents,
     PyDist,
     SbomError,
+    architecture_gate,
     build_bom,
     parse_distributions,
     parse_dpkg,
@@ -105,3 +106,16 @@ def test_sbom_gate_names_a_missing_or_different_tool():
     doc["components"] = [c for c in doc["components"] if c["name"] != "dar-backup"]
     assert sbom_gate(doc, LABELLED) == ["the SBOM lists no dar-backup"]
     assert sbom_gate(document(), {**LABELLED, "par2": "0.8.2"}) == ["the SBOM says par2 0.8.1, the label says 0.8.2"]
+
+
+def test_architecture_gate_names_packages_built_for_another_platform():
+    assert architecture_gate(document(), "amd64") == []
+    mixed = ImageContents(
+        parse_os_release(OS_RELEASE),
+        parse_dpkg(DPKG.replace("python3\t3.11.2-1+b1\tamd64", "python3\t3.11.2-1+b1\tall")),
+        parse_distributions(DISTS),
+    )
+    assert architecture_gate(json.loads(render(build_bom(mixed, "1.2.0", "2026-11-26T10:00:00Z"))), "amd64") == []
+    assert architecture_gate(document(), "arm64") == [
+        "packages not built for arm64: base-files (amd64), dar (amd64), par2 (amd64), python3 (amd64)"
+    ]

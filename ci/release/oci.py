@@ -1,0 +1,73 @@
+"""OCI image manifests and indexes as documents: written for a push, read back for the gates."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+INDEX = "application/vnd.oci.image.index.v1+json"
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+CONFIG = "application/vnd.oci.image.config.v1+json"
+LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    media_type: str
+    digest: str
+    size: int
+
+    @classmethod
+    def of(cls, media_type: str, data: bytes) -> Descriptor:
+        return cls(media_type, "sha256:" + hashlib.sha256(data).hexdigest(), len(data))
+
+    def as_json(self) -> dict[str, Any]:
+        return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+
+
+def encode(document: Mapping[str, Any]) -> bytes:
+    # The bytes pushed are the bytes digested: one canonical encoding, no whitespace.
+    return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
+
+
+def image_manifest(config: Descriptor, layers: Sequence[Descriptor]) -> bytes:
+    return encode(
+        {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST,
+            "config": config.as_json(),
+            "layers": [layer.as_json() for layer in layers],
+        }
+    )
+
+
+def image_index(manifests: Mapping[str, Descriptor]) -> bytes:
+    """An index of platform (`linux/arm64`) → that platform's image manifest."""
+    entries = []
+    for platform, descriptor in manifests.items():
+        os_name, architecture = platform.split("/")
+        entries.append({**descriptor.as_json(), "platform": {"architecture": architecture, "os": os_name}})
+    return encode({"schemaVersion": 2, "mediaType": INDEX, "manifests": entries})
+
+
+def index_platforms(document: Mapping[str, Any]) -> dict[str, str]:
+    """platform → manifest digest of an index (or Docker manifest list); attestation entries skipped.
+
+    Raises ValueError for a document that is not an index or names a platform twice.
+    """
+    if document.get("mediaType", INDEX) not in (INDEX, DOCKER_LIST) or not isinstance(document.get("manifests"), list):
+        raise ValueError("not an image index")
+    found: dict[str, str] = {}
+    for entry in document["manifests"]:
+        platform = entry.get("platform") or {}
+        name = f"{platform.get('os')}/{platform.get('architecture')}"
+        if name == "unknown/unknown":
+            continue
+        if name in found:
+            raise ValueError(f"the index names {name} twice")
+        found[name] = str(entry["digest"])
+    return found

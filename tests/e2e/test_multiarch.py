@@ -1,0 +1,146 @@
+"""The foreign platform (arm64 on an amd64 host): built from the same Dockerfile under emulation,
+gated, backed up and restored there, and released beside the host's platform as one image index."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_image import SEED_DATA
+from test_release import NAME, cosign, release
+
+from ci.config import DEV_IMAGE_VERSION, IMAGE_NAME, REPO_ROOT
+from ci.engines.seam import Image
+from ci.manifest import MANIFEST_SCRIPT, compare, parse
+from ci.platforms import SUPPORTED, architecture, host_platform
+from ci.release import history, oci
+from ci.release.signing import attested_predicates
+from ci.stages import sbom_file
+from ci.versions import locked_dar_backup_version
+from conftest import Docker, KeyPair, mounts, run_pipeline
+from registry import LocalRegistry
+
+pytestmark = pytest.mark.engine
+HOST = host_platform()
+FOREIGN = next(platform for platform in SUPPORTED if platform != HOST)
+UNAME = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
+
+
+@pytest.fixture(scope="module")
+def foreign_final(docker: Docker, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """`final --platform FOREIGN` as a user runs it: the reports and the image's local tag."""
+    reports = tmp_path_factory.mktemp("foreign-final")
+    done = run_pipeline("final", "--platform", FOREIGN, "--report-dir", str(reports))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return reports, f"{IMAGE_NAME}:{DEV_IMAGE_VERSION}-{architecture(FOREIGN)}"
+
+
+def run_on(platform: str, volumes: dict[str, str] | None = None) -> tuple[str, ...]:
+    return ("run", "--rm", "--network", "none", "--platform", platform, *mounts(volumes or {}))
+
+
+def test_the_foreign_image_is_built_for_its_platform_and_gated_there(docker: Docker, foreign_final):
+    reports, tag = foreign_final
+    assert docker.ok("image", "inspect", "-f", "{{.Os}}/{{.Architecture}}", tag).strip() == FOREIGN
+    assert docker.ok(*run_on(FOREIGN), "--entrypoint", "uname", tag, "-m").strip() == UNAME[FOREIGN]
+    report = json.loads((reports / "final.json").read_text())
+    assert report["outcome"] == "passed"
+    assert {step["platform"] for step in report["steps"]} == {FOREIGN}
+    gate = [s for s in report["steps"] if s["name"].startswith("version gate")]
+    assert [s["status"] for s in gate] == ["passed"]
+    facts = report["run"]["platforms"][FOREIGN]
+    assert docker.ok(*run_on(FOREIGN), tag, "--version").splitlines()[0].endswith(facts["dar-backup_version"])
+    # Every distribution package the SBOM lists was installed for the foreign architecture.
+    sbom = json.loads((reports / sbom_file(FOREIGN)).read_text())
+    arches = {re.search(r"arch=([^&]+)", c["purl"]).group(1) for c in sbom["components"] if "pkg:deb/" in c["purl"]}
+    assert arches <= {architecture(FOREIGN), "all"} and architecture(FOREIGN) in arches
+
+
+def test_a_full_backup_made_under_emulation_restores_exactly(docker: Docker, foreign_final, volumes):
+    _, tag = foreign_final
+    run = run_on(FOREIGN, volumes)
+    docker.ok(*run, "--entrypoint", "sh", tag, "-c", SEED_DATA)
+    snapshot = parse(docker.ok(*run, "--entrypoint", "sh", tag, "-c", MANIFEST_SCRIPT, "sh", "/data"))
+    done = docker(*run, tag, "-F", "-d", "default", "--log-stdout")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (archive,) = re.findall(r"default_FULL_\d{4}-\d{2}-\d{2}", docker.ok(*run, tag, "ls", "/backups"))[:1]
+    script = '"${@:2}" >&2 && sh -c "$1" sh /tmp/target/data'
+    restore = ("dar-backup", "-r", archive, "--restore-dir", "/tmp/target", "--log-stdout")
+    restored = parse(docker.ok(*run, tag, "bash", "-c", script, "bash", MANIFEST_SCRIPT, *restore))
+    assert snapshot and compare(snapshot, restored) == []
+
+
+def raw_manifest(registry: LocalRegistry, ref: str) -> tuple[str, dict]:
+    """The digest and document of what ref names, from skopeo's raw bytes."""
+    creds = ["--creds", f"{registry.username}:{registry.password}"] if registry.username else []
+    argv = ["skopeo", "inspect", "--raw", "--tls-verify=false", *creds, f"docker://{ref}"]
+    raw = subprocess.run(argv, capture_output=True, check=True).stdout
+    return "sha256:" + hashlib.sha256(raw).hexdigest(), json.loads(raw)
+
+
+@pytest.mark.registry
+def test_a_two_platform_release_publishes_one_index_gated_and_signed_per_platform(
+    docker: Docker, image, foreign_final, tools: Image, cosign_key: KeyPair, registry: LocalRegistry, checkout: Path
+):
+    repo = f"{registry.address}/{NAME}"
+    key = cosign_key.env()
+    refused = release(
+        checkout, "--image-version", "2.0.0", "--repo", repo, "--platform", "linux/amd64,linux/s390x", env=key
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "error: unknown platform 'linux/s390x'; supported: linux/amd64, linux/arm64"
+    )
+    done = release(checkout, "--image-version", "2.0.0", "--repo", repo, "--platform", ",".join(SUPPORTED), env=key)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    index_digest, index = raw_manifest(registry, f"{repo}:2.0.0")
+    assert index["mediaType"] == oci.INDEX
+    platforms = oci.index_platforms(index)
+    assert sorted(platforms) == sorted(SUPPORTED)
+    for tag in ("2.0", "latest"):
+        assert raw_manifest(registry, f"{repo}:{tag}")[0] == index_digest
+    (entry,) = history.read(checkout / "doc/build-history.json")
+    assert entry["digest"] == index_digest and entry["image_ref"] == f"{repo}@{index_digest}"
+    assert {name: facts["digest"] for name, facts in entry["platforms"].items()} == platforms
+    report = json.loads((checkout / "reports/release.json").read_text())
+    for platform, digest in platforms.items():
+        # Each platform's config is that platform's, with the run's labels; its tests ran on it.
+        config = registry.skopeo("inspect", "--config", f"docker://{repo}@{digest}")
+        assert f"{config['os']}/{config['architecture']}" == platform
+        labels = config["config"]["Labels"]
+        assert labels["org.opencontainers.image.version"] == "2.0.0"
+        assert labels["org.dar-backup.version"] == entry["dar_backup_version"]
+        tested = {s["name"] for s in report["steps"] if s["platform"] == platform and s["stage"] == "test"}
+        assert "INCR: restore FULL + DIFF + INCR" in tested and "bitrot: par2 repair restores the exact bytes" in tested
+        assert any(s["name"] == f"verify {repo}@{digest}" for s in report["steps"] if s["platform"] == platform)
+        facts = entry["platforms"][platform]
+        sbom = json.loads((checkout / "reports" / sbom_file(platform)).read_text())
+        assert sbom["metadata"]["component"]["purl"].startswith(f"pkg:oci/dar-backup@{digest}")
+        assert facts["attestation"] == f"{repo}:{digest.replace(':', '-')}.att"
+        args = ("verify-attestation", "--type", "cyclonedx", f"{repo}@{digest}")
+        attested = cosign(docker, tools, *args, key=cosign_key.public)
+        assert attested.returncode == 0, attested.stderr[-2000:]
+        assert attested_predicates(attested.stdout, digest) == [sbom]
+    # Verifying the tag as users do finds every platform's SBOM on the index.
+    args = ("verify-attestation", "--type", "cyclonedx", f"{repo}:2.0.0")
+    attested = cosign(docker, tools, *args, key=cosign_key.public)
+    assert attested.returncode == 0, attested.stderr[-2000:]
+    written = [json.loads((checkout / "reports" / sbom_file(platform)).read_text()) for platform in SUPPORTED]
+    on_index = attested_predicates(attested.stdout, index_digest)
+    assert len(on_index) == 2 and all(sbom in on_index for sbom in written)
+    assert entry["signing"]["attestation"] == f"{repo}:{index_digest.replace(':', '-')}.att"
+    # The index's signature covers every platform manifest (cosign sign --recursive).
+    for digest in (index_digest, *platforms.values()):
+        verified = cosign(docker, tools, "verify", f"{repo}@{digest}", key=cosign_key.public)
+        assert verified.returncode == 0, verified.stderr[-2000:]
+    pulled = f"{repo}@{platforms[FOREIGN]}"
+    docker.ok("pull", "-q", "--platform", FOREIGN, pulled)
+    try:
+        answer = docker.ok(*run_on(FOREIGN), pulled, "dar-backup", "--version").splitlines()[0]
+        assert answer.endswith(locked_dar_backup_version(REPO_ROOT / "docker/requirements.txt"))
+    finally:
+        docker("rmi", pulled)
