@@ -28,11 +28,14 @@ import anyio
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from ci import stages  # noqa: E402
 from ci.config import REPO_ROOT  # noqa: E402
 from ci.engines.docker import DockerEngine  # noqa: E402
-from ci.engines.local import apt_install, ensure_base_image  # noqa: E402
+from ci.engines.local import apt_install, ensure_base_image, ensure_emulation  # noqa: E402
 from ci.engines.seam import Image, Mount  # noqa: E402
 from ci.manifest import MANIFEST_SCRIPT, compare, empty_dirs, parse  # noqa: E402
+from ci.platforms import SUPPORTED, architecture, host_platform  # noqa: E402
+from ci.report import Report  # noqa: E402
 from ci.versions import locked_dar_backup_version  # noqa: E402
 
 SCALES = {"100 MB": (100, 1_000), "500 MB": (500, 5_000), "2 GiB": (2_048, 20_000)}
@@ -248,42 +251,43 @@ def native_venv(where: Path) -> Path:
     return where
 
 
-def build_figures(client: str, base: str, version: str, cold_runs: int) -> list[Figure]:
+def build(client: str, base: str, version: str, *extra: str, suffix: str = "") -> tuple[float, str]:
+    """Seconds to build base then final as dar-backup:bench-{base,final}SUFFIX, and BuildKit's log."""
     env = {**os.environ, "DOCKER_BUILDKIT": "1"}
     secret = ["--secret", f"id=pip_cert,src={os.environ['PIP_CERT']}"] if os.environ.get("PIP_CERT") else []
+    started, log = time.monotonic(), ""
+    for target in ("base", "final"):
+        log += check(
+            [
+                client,
+                "build",
+                "--progress=plain",
+                "-f",
+                "docker/Dockerfile",
+                "--target",
+                target,
+                "-t",
+                f"dar-backup:bench-{target}{suffix}",
+                "--build-arg",
+                f"BASE_IMAGE={base}",
+                "--build-arg",
+                f"DAR_BACKUP_VERSION={version}",
+                *secret,
+                *extra,
+                ".",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+        )
+    return time.monotonic() - started, log
 
-    def build(*extra: str) -> tuple[float, str]:
-        started, log = time.monotonic(), ""
-        for target in ("base", "final"):
-            log += check(
-                [
-                    client,
-                    "build",
-                    "--progress=plain",
-                    "-f",
-                    "docker/Dockerfile",
-                    "--target",
-                    target,
-                    "-t",
-                    f"dar-backup:bench-{target}",
-                    "--build-arg",
-                    f"BASE_IMAGE={base}",
-                    "--build-arg",
-                    f"DAR_BACKUP_VERSION={version}",
-                    *secret,
-                    *extra,
-                    ".",
-                ],
-                cwd=REPO_ROOT,
-                env=env,
-            )
-        return time.monotonic() - started, log
 
-    cold = statistics.median(build("--no-cache")[0] for _ in range(cold_runs))
-    warm, _ = build()
+def build_figures(client: str, base: str, version: str, cold_runs: int) -> list[Figure]:
+    cold = statistics.median(build(client, base, version, "--no-cache")[0] for _ in range(cold_runs))
+    warm, _ = build(client, base, version)
     scenario = REPO_ROOT / "ci/scenario.py"
     os.utime(scenario)  # a file only the test stage reads
-    touched, log = build()
+    touched, log = build(client, base, version)
     size = int(check([client, "image", "inspect", "-f", "{{.Size}}", "dar-backup:bench-final"]))
     base_size = int(check([client, "image", "inspect", "-f", "{{.Size}}", base]))
     over = (size - base_size) / 1e6
@@ -294,6 +298,40 @@ def build_figures(client: str, base: str, version: str, cold_runs: int) -> list[
         Figure("  image steps rebuilt by it", rebuilt_steps(log), "steps", "0", rebuilt_steps(log) == 0),
         Figure("final image size", size / 1e6, "MB", "reported", None),
         Figure("final image over its base", over, "MB", "<= 58 MB", over <= 58),
+    ]
+
+
+async def test_stage_seconds(engine: DockerEngine, image: Image) -> float:
+    """The pipeline's whole test stage (FULL → DIFF → INCR, restores, PITR, bitrot) on image."""
+    started = time.monotonic()
+    await stages.test(engine, image, Report("test", "docker"))
+    return time.monotonic() - started
+
+
+async def platform_figures(client: str, requested_base: str, version: str) -> list[Figure]:
+    """The foreign platform under emulation: a cold build and the test stage, beside the host's test stage."""
+    host = host_platform()
+    foreign = next(platform for platform in SUPPORTED if platform != host)
+    ensure_emulation(foreign)
+    base = ensure_base_image(client, requested_base, foreign, host).ref
+    suffix = f"-{architecture(foreign)}"
+    cold, _ = build(client, base, version, "--no-cache", "--platform", foreign, suffix=suffix)
+    engine = DockerEngine(f"bench{os.getpid()}p", REPO_ROOT, client)
+    images = {}
+    for platform, tag in ((host, "dar-backup:bench-final"), (foreign, f"dar-backup:bench-final{suffix}")):
+        image_id = check([client, "image", "inspect", "-f", "{{.Id}}", tag]).strip()
+        images[platform] = Image(image_id, tag, image_id, platform)
+    try:
+        seconds = {platform: await test_stage_seconds(engine, image) for platform, image in images.items()}
+    finally:
+        await engine.close()
+        check([client, "rmi", f"dar-backup:bench-final{suffix}", f"dar-backup:bench-base{suffix}"])
+    slower = seconds[foreign] / seconds[host]
+    return [
+        Figure(f"{foreign} cold build base+final (emulated)", cold, "s", "reported", None),
+        Figure(f"test stage, {host} (native)", seconds[host], "s", "reported", None),
+        Figure(f"test stage, {foreign} (emulated)", seconds[foreign], "s", "reported", None),
+        Figure(f"  {foreign} / {host} test stage", slower, "x", "reported", None),
     ]
 
 
@@ -335,14 +373,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--large", action="store_true", help="also run the 2 GiB case")
     parser.add_argument("--cold-runs", type=int, default=3, help="cold builds to take the median of (default 3)")
+    parser.add_argument("--no-foreign", action="store_true", help="skip the emulated foreign-platform figures")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports/bench.json")
     args = parser.parse_args()
     engine = DockerEngine.open("bench", REPO_ROOT)
-    base = ensure_base_image(engine.client, os.environ.get("BASE_IMAGE", "ubuntu:24.04")).ref
+    requested = os.environ.get("BASE_IMAGE", "ubuntu:24.04")
+    base = ensure_base_image(engine.client, requested, engine.host, engine.host).ref
     version = locked_dar_backup_version(REPO_ROOT / "docker/requirements.txt")
     with tempfile.TemporaryDirectory(prefix="dar-backup-bench-venv-") as venv_dir:
         figures = build_figures(engine.client, base, version, args.cold_runs)
         figures += anyio.run(story_figures, engine.client, args.large, native_venv(Path(venv_dir)))
+    if not args.no_foreign:
+        figures += anyio.run(platform_figures, engine.client, requested, version)
     check([engine.client, "rmi", "dar-backup:bench-final", "dar-backup:bench-base"])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     figures.append(Figure("peak memory of the benchmark process", peak, "MiB", "reported", None))
