@@ -215,7 +215,7 @@ class DockerEngine:
 
     async def publish(self, images: Sequence[Image], ref: str, auth: RegistryAuth | None) -> str:
         repo, _, tag = ref.rpartition(":")
-        registry = Registry(repo, auth.username if auth else None, read_secret(auth.password) if auth else None)
+        registry = Registry.logged_in(repo, auth)
         pushed: dict[str, Descriptor] = {}
         with tempfile.TemporaryDirectory(prefix="dar-backup-ci-push-", dir="/var/tmp") as tmp:
             for number, image in enumerate(images):

@@ -15,6 +15,8 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
+from ci.engines.seam import RegistryAuth, read_secret
+
 MANIFEST_TYPES = ", ".join(
     [
         "application/vnd.oci.image.index.v1+json",
@@ -105,6 +107,13 @@ class Registry:
     username: str | None = None
     password: str | None = None
     timeout: float = 30.0
+
+    @classmethod
+    def logged_in(cls, repo: str, auth: RegistryAuth | None) -> Registry:
+        """A client for repo with the run's credentials, read from their reference only here."""
+        if auth is None:
+            return cls(repo)
+        return cls(repo, auth.username, read_secret(auth.password))
 
     def __post_init__(self) -> None:
         self.host, self.name = split_repo(self.repo)

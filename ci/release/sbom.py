@@ -11,7 +11,6 @@ import datetime as dt
 import hashlib
 import json
 import re
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -214,7 +213,7 @@ def architecture_gate(document: Mapping[str, Any], architecture: str) -> list[st
         f"{c['name']} ({arch})"
         for c in document.get("components", [])
         if str(c.get("purl", "")).startswith("pkg:deb/")
-        for arch in [urllib.parse.parse_qs(str(c["purl"]).partition("?")[2]).get("arch", ["?"])[0]]
+        for arch in [PackageURL.from_string(str(c["purl"])).qualifiers.get("arch", "?")]
         if arch not in (architecture, "all")
     )
     return [f"packages not built for {architecture}: {', '.join(wrong[:5])}"] if wrong else []

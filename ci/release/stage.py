@@ -90,7 +90,7 @@ def preflight(config: RunConfig, env: Mapping[str, str], root: Path, report: Rep
             identity = None if config.dry_run else signing.signing_identity(env)
         except ConfigError as err:
             raise StageFailure(str(err)) from None
-        registry = Registry(config.repo, auth.username if auth else None, read_secret(auth.password) if auth else None)
+        registry = Registry.logged_in(config.repo, auth)
         try:
             tags = registry.tags()
             exists = registry.digest(str(version)) is not None
