@@ -28,15 +28,15 @@ import anyio
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from ci import stages  # noqa: E402
-from ci.config import REPO_ROOT  # noqa: E402
+from ci.core.config import REPO_ROOT  # noqa: E402
+from ci.core.platforms import SUPPORTED, host_platform, tag_suffix  # noqa: E402
+from ci.core.report import Report  # noqa: E402
+from ci.core.versions import locked_dar_backup_version  # noqa: E402
 from ci.engines.docker import DockerEngine  # noqa: E402
-from ci.engines.local import apt_install, ensure_base_image, ensure_emulation  # noqa: E402
+from ci.engines.provision import apt_install, ensure_base_image, ensure_emulation  # noqa: E402
 from ci.engines.seam import Image, Mount  # noqa: E402
-from ci.manifest import MANIFEST_SCRIPT, compare, empty_dirs, parse  # noqa: E402
-from ci.platforms import SUPPORTED, architecture, host_platform  # noqa: E402
-from ci.report import Report  # noqa: E402
-from ci.versions import locked_dar_backup_version  # noqa: E402
+from ci.stages.manifest import MANIFEST_SCRIPT, compare, empty_dirs, parse  # noqa: E402
+from ci.stages.scenario import test_image  # noqa: E402
 
 SCALES = {"100 MB": (100, 1_000), "500 MB": (500, 5_000), "2 GiB": (2_048, 20_000)}
 DEFINITION = "-am\n-R {root}\n-g data\n-z5\n-n\n--slice 1G\n"
@@ -304,7 +304,7 @@ def build_figures(client: str, base: str, version: str, cold_runs: int) -> list[
 async def test_stage_seconds(engine: DockerEngine, image: Image) -> float:
     """The pipeline's whole test stage (FULL → DIFF → INCR, restores, PITR, bitrot) on image."""
     started = time.monotonic()
-    await stages.test(engine, image, Report("test", "docker"))
+    await test_image(engine, image, Report("test", "docker"))
     return time.monotonic() - started
 
 
@@ -314,7 +314,7 @@ async def platform_figures(client: str, requested_base: str, version: str) -> li
     foreign = next(platform for platform in SUPPORTED if platform != host)
     ensure_emulation(foreign)
     base = ensure_base_image(client, requested_base, foreign, host).ref
-    suffix = f"-{architecture(foreign)}"
+    suffix = tag_suffix(foreign, host)
     cold, _ = build(client, base, version, "--no-cache", "--platform", foreign, suffix=suffix)
     engine = DockerEngine(f"bench{os.getpid()}p", REPO_ROOT, client)
     images = {}

@@ -1,9 +1,12 @@
-"""The pipeline's command line: parse, choose the engine, run the stages, report, exit."""
+"""The pipeline's command line: parse, choose the engine, run the stages, report, exit.
+
+Exit codes (ci.core.errors): 0 passed or nothing to do, 1 a stage or gate failed or refused,
+2 the command cannot start, 3 a bug in the pipeline (traceback after the reports), 130 Ctrl-C.
+"""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import os
 import signal
@@ -14,17 +17,17 @@ from pathlib import Path
 from types import FrameType
 
 import anyio
-import semver
 
-from ci import stages, upgrade
-from ci.config import REPO_ROOT, ConfigError, RunConfig, build_config
-from ci.engines.seam import Engine, EngineError
-from ci.engines.select import ENGINES, choose_engine, open_engine
-from ci.platforms import SUPPORTED, PlatformError, default_platforms, host_platform, parse_platforms
-from ci.release import history, refresh
-from ci.release.stage import HISTORY, Plan, preflight, release
-from ci.report import Report, StageFailure, to_text, write_reports
-from ci.stages import Built
+from ci.core import errors
+from ci.core.config import REPO_ROOT, build_config
+from ci.core.errors import PipelineError, UsageError
+from ci.core.log import error, say
+from ci.core.platforms import SUPPORTED, default_platforms, host_platform, parse_platforms
+from ci.core.report import Report, to_text, write_reports
+from ci.engines.select import ENGINES, choose_engine
+from ci.pipeline import PUBLISHING, execute
+from ci.release import refresh
+from ci.release.plan import HISTORY, read_history
 
 COMMANDS = {
     "base": "build the base target (distribution dar, par2, python3)",
@@ -33,22 +36,27 @@ COMMANDS = {
     "release": "gate, build, test, then publish the tested image by digest to --repo",
     "refresh": "build and test as a release would; release the next patch only if the base or packages changed",
 }
-# The commands that publish, and so pass the release gate before anything is built.
-PUBLISHING = ("release", "refresh")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's usage errors, as one line with the pipeline's exit code for bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
 
 
 def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python ci/main.py",
         description="Build, test and release the dar-backup image on Dagger or the local Docker engine.",
-        epilog="Each option can also come from the environment variable named in brackets; the flag wins.",
+        epilog="Each option can also come from the environment variable named in brackets; the flag wins. "
+        "Exit codes: 0 passed or nothing to do, 1 a stage or gate failed, 2 bad input, 3 a bug, 130 interrupted.",
     )
     p.add_argument("command", choices=COMMANDS, help="; ".join(f"{k}: {v}" for k, v in COMMANDS.items()))
     p.add_argument(
         "--engine",
         default=env.get("DAR_BACKUP_CI_ENGINE", "auto"),
-        choices=ENGINES,
-        help="auto: Dagger inside `dagger run`, else local Docker [DAR_BACKUP_CI_ENGINE]",
+        help=f"{', '.join(ENGINES)}; auto: Dagger inside `dagger run`, else local Docker [DAR_BACKUP_CI_ENGINE]",
     )
     p.add_argument(
         "--image-version",
@@ -92,13 +100,6 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     return p
 
 
-def refresh_version(root: Path) -> semver.Version:
-    try:
-        return refresh.next_patch(history.read(root / HISTORY))
-    except history.HistoryError as err:
-        raise ConfigError(f"build history: {err}") from None
-
-
 def chosen_platforms(requested: str | None, publishing: bool) -> tuple[str, ...]:
     if requested is None:
         return default_platforms(publishing, host_platform())
@@ -110,70 +111,25 @@ def writable_report_dir(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ConfigError(f"cannot use {path} as --report-dir: {err.strerror}") from None
+        raise UsageError(f"cannot use {path} as --report-dir: {err.strerror}") from None
     if not os.access(path, os.W_OK):
-        raise ConfigError(f"cannot use {path} as --report-dir: not writable")
-
-
-async def build_platform(
-    engine: Engine, command: str, config: RunConfig, platform: str, report: Report
-) -> Built | None:
-    """base → final → test for one platform, as far as the command goes; its steps name the platform."""
-    with report.on_platform(platform) as facts:
-        base_ref, base_digest = await engine.resolve_base(config.base_image, platform)
-        if base_ref != config.base_image:
-            print(f"[pipeline] {platform}: building FROM {base_ref} instead of {config.base_image}", flush=True)
-        config = dataclasses.replace(config, base_image=base_ref, base_digest=base_digest)
-        facts.update(base_image=base_ref, base_digest=base_digest or "")
-        base_image = await stages.base(engine, config, platform, report)
-        if command == "base":
-            return None
-        built = await stages.final(engine, config, platform, base_image, report)
-        facts.update(image=built.image.description, **{f"{k}_version": v for k, v in built.versions.items()})
-        if command != "final":
-            await stages.test(engine, built.image, report)
-        return built
-
-
-async def pipeline(command: str, engine: Engine, config: RunConfig, report: Report, plan: Plan | None = None) -> None:
-    # The upgrade check runs on the first platform: archives are the same bytes on every one.
-    first = config.platforms[0]
-    # A previous image asked for by name is pulled first: a wrong ref fails before anything is built.
-    previous = (
-        await upgrade.pull_previous(engine, config.previous_image, None, first, report)
-        if config.previous_image
-        else None
-    )
-    builts = [built for p in config.platforms if (built := await build_platform(engine, command, config, p, report))]
-    if command in ("base", "final"):
-        return
-    if plan is not None:
-        previous = await upgrade.last_release(engine, plan.previous, plan.auth, first, report)
-    if previous is not None:
-        await upgrade.check(engine, builts[0].image, builts[0].versions, previous, report)
-    if plan is not None and command == "refresh":
-        plan = await refresh.worth_releasing(engine, plan, builts, report)
-    if plan is not None:
-        await release(engine, config, plan, builts, report)
-
-
-async def execute(engine_name: str, config: RunConfig, report: Report, command: str, env: Mapping[str, str]) -> None:
-    # A release is refused before the engine is even opened when its gate says no.
-    plan = preflight(config, env, REPO_ROOT, report) if command in PUBLISHING else None
-    async with open_engine(engine_name, config) as engine:
-        await pipeline(command, engine, config, report, plan)
+        raise UsageError(f"cannot use {path} as --report-dir: not writable")
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
-    args = parser(env).parse_args(argv)
     try:
+        args = parser(env).parse_args(argv)
         engine_name, why = choose_engine(args.engine, env)
         image_version = args.image_version
         if args.command == "refresh":
             if image_version is not None:
-                raise ConfigError("refresh picks its version itself (the next patch after the last release)")
-            image_version = str(refresh_version(REPO_ROOT))
+                raise UsageError("refresh picks its version itself (the next patch after the last release)")
+            next_patch = refresh.next_patch(read_history(REPO_ROOT / HISTORY))
+            if next_patch is None:
+                say("refresh", "nothing to refresh: no release yet")
+                return 0
+            image_version = str(next_patch)
         config = build_config(
             image_version=image_version,
             dar_backup_version=args.dar_backup_version,
@@ -187,14 +143,14 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             platforms=chosen_platforms(args.platform, args.command in PUBLISHING),
         )
         if args.previous_image and args.command != "test":
-            raise ConfigError("--previous-image applies to test; release and refresh check against the last release")
+            raise UsageError("--previous-image applies to test; release and refresh check against the last release")
         if args.dry_run and args.command not in PUBLISHING:
-            raise ConfigError(f"--dry-run applies to release and refresh only, not {args.command}")
+            raise UsageError(f"--dry-run applies to release and refresh only, not {args.command}")
         writable_report_dir(config.report_dir)
-    except (ConfigError, EngineError, PlatformError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"[pipeline] {args.command} on {engine_name} ({why}); run {config.run_id}", flush=True)
+    except PipelineError as err:
+        error(str(err))
+        return err.exit_code
+    say("pipeline", f"{args.command} on {engine_name} ({why}); run {config.run_id}")
     report = Report(
         args.command,
         engine_name,
@@ -220,8 +176,8 @@ def run_reported(
 ) -> int:
     """Run the work, then always write the reports and end with one `error:` line when it failed.
 
-    A failed step or engine is exit 1; Ctrl-C is 130; anything else is a bug in the pipeline,
-    also exit 1, and only then is a traceback shown, after the reports are written.
+    A PipelineError ends with its own exit code; Ctrl-C is 130; anything else is a bug in the
+    pipeline (exit 3), and only then is a traceback shown, after the reports are written.
     """
     code, bug = 0, ""
     interrupts: list[int] = []
@@ -235,17 +191,18 @@ def run_reported(
     try:
         anyio.run(work)
         report.outcome = "passed"
-    except (StageFailure, EngineError) as err:
-        report.outcome, report.error, code = "failed", str(err), 1
+    except PipelineError as err:
+        report.outcome, report.error, code = "failed", str(err), err.exit_code
     except KeyboardInterrupt:
         pass
     except Exception as err:
-        report.outcome, report.error, code = "failed", f"internal error: {type(err).__name__}: {err}", 1
+        report.outcome, report.error, code = "failed", f"internal error: {type(err).__name__}: {err}", errors.BUG
         bug = traceback.format_exc()
     finally:
         signal.signal(signal.SIGINT, previous)
     if interrupts:
-        report.outcome, report.error, code = "interrupted", "interrupted (Ctrl-C); volumes and containers removed", 130
+        report.outcome, report.error = "interrupted", "interrupted (Ctrl-C); volumes and containers removed"
+        code = errors.INTERRUPTED
     write_reports(report, report_dir, step_summary)
     print(to_text(report), flush=True)
     if bug:
@@ -254,5 +211,5 @@ def run_reported(
         detail = report.error.splitlines()
         if len(detail) > 1:
             print("\n".join(detail[1:]), file=sys.stderr)
-        print(f"error: {detail[0] if detail else report.outcome}", file=sys.stderr)
+        error(detail[0] if detail else report.outcome)
     return code

@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ci.config import REPO_ROOT
+from ci.core.config import REPO_ROOT
 from registry import LocalRegistry
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ci.config import RunConfig, build_config
+from ci.core.config import RunConfig, build_config
 
 AMD64 = {
     "digest": "sha256:" + "a" * 64,

@@ -11,12 +11,14 @@ import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from itertools import count
+from pathlib import Path
 
 import dagger
 from dagger import dag
 
-from ci.config import REPO_ROOT
-from ci.engines.seam import BuildSpec, EngineError, Image, Mount, RegistryAuth, RunResult, SecretRef, Volume
+from ci.core.errors import EngineError
+from ci.engines.seam import BuildSpec, Image, Mount, RunResult, Volume
+from ci.oci.auth import RegistryAuth, SecretRef
 
 # What the build never needs: keeps uploads small and stops local state from busting the cache.
 CONTEXT_EXCLUDE = [
@@ -35,9 +37,10 @@ CACHE_BUSTER = "DAR_BACKUP_CI_EXEC"
 class DaggerEngine:
     name = "dagger"
 
-    def __init__(self, client: dagger.Client, run_id: str) -> None:
+    def __init__(self, client: dagger.Client, run_id: str, context: Path) -> None:
         self.client = client
         self.run_id = run_id
+        self.context = context
         self._containers: dict[str, dagger.Container] = {}
         self._execs = count(1)
 
@@ -59,7 +62,7 @@ class DaggerEngine:
         return requested, None
 
     async def build(self, spec: BuildSpec) -> Image:
-        context = self.client.host().directory(str(REPO_ROOT), exclude=CONTEXT_EXCLUDE)
+        context = self.client.host().directory(str(self.context), exclude=CONTEXT_EXCLUDE)
         container = context.docker_build(
             dockerfile=spec.dockerfile,
             target=spec.target,
@@ -148,10 +151,10 @@ class DaggerEngine:
 
 
 @asynccontextmanager
-async def dagger_engine(run_id: str, client: dagger.Client | None = None) -> AsyncIterator[DaggerEngine]:
+async def dagger_engine(run_id: str, context: Path, client: dagger.Client | None = None) -> AsyncIterator[DaggerEngine]:
     """The adapter over `client`, or over the global `dag` of a new (or `dagger run`'s) session."""
     if client is not None:
-        yield DaggerEngine(client, run_id)
+        yield DaggerEngine(client, run_id, context)
         return
     async with dagger.connection(dagger.Config(log_output=sys.stderr)):
-        yield DaggerEngine(dag, run_id)
+        yield DaggerEngine(dag, run_id, context)

@@ -17,22 +17,14 @@ from pathlib import Path
 
 import anyio
 
+from ci.core.errors import EngineError, RegistryError
+from ci.core.platforms import host_platform
 from ci.engines.docker_push import push_saved_image
-from ci.engines.local import ensure_base_image, ensure_client, ensure_daemon, ensure_emulation
-from ci.engines.seam import (
-    BuildSpec,
-    EngineError,
-    Image,
-    Mount,
-    RegistryAuth,
-    RunResult,
-    SecretRef,
-    Volume,
-    read_secret,
-)
-from ci.platforms import host_platform
-from ci.release.oci import INDEX, Descriptor, image_index
-from ci.release.registry import Registry, RegistryError
+from ci.engines.provision import ensure_base_image, ensure_client, ensure_daemon, ensure_emulation
+from ci.engines.seam import BuildSpec, Image, Mount, RunResult, Volume
+from ci.oci.auth import RegistryAuth, SecretRef, read_secret
+from ci.oci.media import INDEX, Descriptor, image_index
+from ci.oci.registry import Registry
 
 RUN_LABEL = "dar-backup-ci.run"
 
@@ -226,7 +218,7 @@ class DockerEngine:
                     pushed[platform] = await anyio.to_thread.run_sync(
                         push_saved_image, registry, saved, tag if len(images) == 1 else None
                     )
-                except (RegistryError, ValueError) as err:
+                except RegistryError as err:
                     raise EngineError(f"pushing {image.description} to {repo}: {err}") from None
                 saved.unlink()
         if len(images) == 1:

@@ -12,14 +12,15 @@ import json
 import tarfile
 from pathlib import Path
 
-from ci.release import oci
-from ci.release.registry import Registry
+from ci.core.errors import EngineError
+from ci.oci import media as oci
+from ci.oci.registry import Registry
 
 
 def read_member(archive: tarfile.TarFile, name: str) -> bytes:
     member = archive.extractfile(name)
     if member is None:
-        raise ValueError(f"{name} is missing from the saved image")
+        raise EngineError(f"{name} is missing from the saved image")
     return member.read()
 
 
@@ -43,5 +44,5 @@ def push_saved_image(registry: Registry, saved: Path, tag: str | None) -> oci.De
     descriptor = oci.Descriptor.of(oci.MANIFEST, manifest)
     stored = registry.put_manifest(tag or descriptor.digest, oci.MANIFEST, manifest)
     if stored != descriptor.digest:
-        raise ValueError(f"the registry stored the manifest as {stored}, not {descriptor.digest}")
+        raise EngineError(f"the registry stored the manifest as {stored}, not {descriptor.digest}")
     return descriptor

@@ -6,34 +6,11 @@ Dagger objects are immutable and lazy, Docker is imperative; the seam speaks in 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
-
-class EngineError(Exception):
-    """An engine could not do what a stage asked (not a failing command: see RunResult)."""
-
-
-@dataclass(frozen=True)
-class SecretRef:
-    """A secret by reference: `env://NAME` or `file:///path`. The plaintext never enters the pipeline."""
-
-    uri: str
-
-    def __post_init__(self) -> None:
-        if not (self.uri.startswith("env://") or self.uri.startswith("file://")):
-            raise ValueError(f"secret reference must be env://NAME or file://PATH, got {self.uri!r}")
-
-    @property
-    def scheme(self) -> str:
-        return self.uri.split("://", 1)[0]
-
-    @property
-    def target(self) -> str:
-        return self.uri.split("://", 1)[1]
+from ci.oci.auth import RegistryAuth, SecretRef
 
 
 @dataclass(frozen=True)
@@ -84,13 +61,6 @@ class RunResult:
         """The end of stderr, else of stdout: what a failure message should show."""
         text = self.stderr.strip() or self.stdout.strip()
         return "\n".join(text.splitlines()[-lines:])
-
-
-@dataclass(frozen=True)
-class RegistryAuth:
-    address: str
-    username: str
-    password: SecretRef
 
 
 class Engine(Protocol):
@@ -147,16 +117,3 @@ class Engine(Protocol):
     async def close(self) -> None:
         """Remove every container and volume this engine created, whatever happened before."""
         ...
-
-
-def read_secret(ref: SecretRef) -> str:
-    """The plaintext of a secret reference, for the one call that needs it; never logged."""
-    if ref.scheme == "env":
-        value = os.environ.get(ref.target)
-        if value is None:
-            raise EngineError(f"secret environment variable {ref.target} is not set")
-        return value
-    try:
-        return Path(ref.target).read_text().rstrip("\n")
-    except OSError as err:
-        raise EngineError(f"cannot read secret file {ref.target}: {err.strerror}") from None

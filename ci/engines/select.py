@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 
-from ci.config import REPO_ROOT, RunConfig
-from ci.engines.seam import Engine, EngineError
+from ci.core.errors import UsageError
+from ci.engines.seam import Engine
 
 ENGINES = ("auto", "dagger", "docker")
 
@@ -14,7 +15,7 @@ ENGINES = ("auto", "dagger", "docker")
 def choose_engine(requested: str, env: Mapping[str, str]) -> tuple[str, str]:
     """(engine, why): `auto` takes Dagger inside a Dagger session, the local Docker engine otherwise."""
     if requested not in ENGINES:
-        raise EngineError(f"unknown engine {requested!r}; choose one of {', '.join(ENGINES)}")
+        raise UsageError(f"unknown engine {requested!r}; choose one of {', '.join(ENGINES)}")
     if requested != "auto":
         return requested, "asked for"
     if env.get("DAGGER_SESSION_PORT"):
@@ -23,17 +24,18 @@ def choose_engine(requested: str, env: Mapping[str, str]) -> tuple[str, str]:
 
 
 @asynccontextmanager
-async def open_engine(name: str, config: RunConfig) -> AsyncIterator[Engine]:
+async def open_engine(name: str, run_id: str, context: Path) -> AsyncIterator[Engine]:
+    """The named engine for one run; `context` is the build context (the repository's root)."""
     engine: Engine
     if name == "dagger":
         from ci.engines.dagger import dagger_engine
 
-        async with dagger_engine(config.run_id) as engine:
+        async with dagger_engine(run_id, context) as engine:
             yield engine
         return
     from ci.engines.docker import DockerEngine
 
-    engine = DockerEngine.open(config.run_id, REPO_ROOT)
+    engine = DockerEngine.open(run_id, context)
     try:
         yield engine
     finally:

@@ -1,1 +1,1 @@
-"""Releasing: the release stage (stage.py) and what it relies on — gates, build history, the registry."""
+"""Releasing: the plan (every refusal before a build), publishing a candidate, signing, history, refresh."""

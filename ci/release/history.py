@@ -9,8 +9,9 @@ from typing import Any
 
 import semver
 
-from ci.platforms import SUPPORTED
-from ci.report import write_atomically
+from ci.core.errors import HistoryError
+from ci.core.files import write_atomically
+from ci.core.platforms import SUPPORTED
 
 # 2: one entry per release of one or more platforms, each platform with its own digest and SBOM.
 FORMAT = 2
@@ -49,10 +50,6 @@ PLATFORM_FIELDS: dict[str, type | tuple[type, ...]] = {
 }
 
 
-class HistoryError(ValueError):
-    pass
-
-
 def validate_fields(value: object, fields: Mapping[str, type | tuple[type, ...]], where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise HistoryError(f"{where} is not an object")
@@ -80,7 +77,7 @@ def validate_entry(value: object, where: str) -> None:
         validate_fields(facts, PLATFORM_FIELDS, f"{where}.platforms[{name}]")
 
 
-def validate(document: object) -> list[dict[str, Any]]:
+def validate_document(document: object) -> list[dict[str, Any]]:
     if (
         not isinstance(document, dict)
         or document.get("format") != FORMAT
@@ -103,7 +100,7 @@ def read(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     try:
-        return validate(json.loads(path.read_text(encoding="utf-8")))
+        return validate_document(json.loads(path.read_text(encoding="utf-8")))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise HistoryError(f"{path} is not valid JSON: {err}") from None
     except HistoryError as err:
@@ -120,5 +117,5 @@ def append(path: Path, entry: dict[str, Any]) -> None:
     """Re-read and re-validate, then write history + entry via a temp file and rename."""
     builds = read(path)
     document = {"format": FORMAT, "builds": [*builds, entry]}
-    validate(document)
+    validate_document(document)
     write_atomically(path, json.dumps(document, indent=2) + "\n")

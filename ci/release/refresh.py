@@ -14,20 +14,22 @@ from typing import Any
 
 import semver
 
-from ci.config import OCI, ConfigError
-from ci.engines.seam import Engine, RegistryAuth
-from ci.release import sbom
-from ci.release.stage import Plan
-from ci.report import Report
-from ci.stages import Built
+from ci.core.labels import OCI
+from ci.core.log import say
+from ci.core.report import Report
+from ci.engines.seam import Engine
+from ci.image import sbom
+from ci.oci.auth import RegistryAuth
+from ci.release.plan import Plan
+from ci.stages.build import Built
 
 STAGE = "refresh"
 
 
-def next_patch(builds: Sequence[Mapping[str, Any]]) -> semver.Version:
-    """X.Y.Z+1 after the last released build."""
+def next_patch(builds: Sequence[Mapping[str, Any]]) -> semver.Version | None:
+    """X.Y.Z+1 after the last released build; None before the first release (nothing to refresh)."""
     if not builds:
-        raise ConfigError("refresh needs a previous release in doc/build-history.json; release one first")
+        return None
     return semver.Version.parse(builds[-1]["tag"]).bump_patch()
 
 
@@ -59,16 +61,16 @@ async def what_changed(engine: Engine, last: Mapping[str, Any], built: Built, au
     return [f"{built.platform}: {change}" for change in changes]
 
 
-async def worth_releasing(engine: Engine, plan: Plan, builts: Sequence[Built], report: Report) -> Plan | None:
+async def worth_releasing(engine: Engine, plan: Plan, tested: Sequence[Built], report: Report) -> Plan | None:
     """The release plan, saying why, when a tested image differs from the last release; else None."""
     last = plan.builds[-1]
     changes: list[str] = []
-    for built in builts:
+    for built in tested:
         with report.on_platform(built.platform), report.step(STAGE, f"compare with the last release {last['tag']}"):
             changes += await what_changed(engine, last, built, plan.auth)
     if not changes:
         report.notes.append(f"nothing changed since {last['tag']}")
-        print(f"[refresh] nothing changed since {last['tag']}: nothing to release", flush=True)
+        say(STAGE, f"nothing changed since {last['tag']}: nothing to release")
         return None
     report.notes.append(f"refresh {plan.version}: " + "; ".join(changes))
     return dataclasses.replace(plan, notes=f"refresh: {'; '.join(changes)}")

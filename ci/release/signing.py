@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ci.config import ConfigError
-from ci.engines.seam import BuildSpec, Engine, Image, SecretRef
-from ci.platforms import host_platform
+from ci.core.errors import SigningError, UsageError
+from ci.core.platforms import host_platform
+from ci.engines.seam import BuildSpec, Engine, Image
+from ci.oci.auth import SecretRef
 
 TOOLS_DOCKERFILE = "docker/tools.Dockerfile"
 TOOLS_BASE_IMAGE = "debian:trixie-slim"
@@ -31,10 +32,6 @@ SBOM_PATH = "/run/cosign/sbom.cdx.json"
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 CYCLONEDX_PREDICATE = "https://cyclonedx.org/bom"
 OIDC_VARIABLES = ("ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN")
-
-
-class SigningError(Exception):
-    """cosign refused, or what it verified is not what was published."""
 
 
 @dataclass(frozen=True)
@@ -54,18 +51,18 @@ def signing_identity(env: Mapping[str, str]) -> Identity:
     if key_file:
         path = Path(key_file)
         if not path.is_file() or not os.access(path, os.R_OK):
-            raise ConfigError(f"DAR_BACKUP_COSIGN_KEY_FILE={key_file} is not a readable file")
+            raise UsageError(f"DAR_BACKUP_COSIGN_KEY_FILE={key_file} is not a readable file")
         password = SecretRef("env://DAR_BACKUP_COSIGN_PASSWORD") if "DAR_BACKUP_COSIGN_PASSWORD" in env else None
         return Identity(key=SecretRef(f"file://{path.resolve()}"), password=password)
     if env.get("GITHUB_ACTIONS") == "true" and all(env.get(name) for name in OIDC_VARIABLES):
         if not env.get("GITHUB_WORKFLOW_REF"):
-            raise ConfigError("keyless signing needs GITHUB_WORKFLOW_REF to name the workflow identity")
+            raise UsageError("keyless signing needs GITHUB_WORKFLOW_REF to name the workflow identity")
         server = env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
         return Identity(
             certificate_identity=f"{server}/{env['GITHUB_WORKFLOW_REF']}",
             oidc={name: SecretRef(f"env://{name}") for name in OIDC_VARIABLES},
         )
-    raise ConfigError(
+    raise UsageError(
         "a release is signed: set DAR_BACKUP_COSIGN_KEY_FILE (with DAR_BACKUP_COSIGN_PASSWORD), "
         "or run on GitHub Actions with id-token: write for keyless signing"
     )
@@ -154,7 +151,7 @@ def attested_predicates(text: str, digest: str) -> list[Any]:
     return predicates
 
 
-def describe(identity: Identity, public_key_pem: str | None) -> str:
+def identity_record(identity: Identity, public_key_pem: str | None) -> str:
     if public_key_pem is not None:
         return f"key {key_fingerprint(public_key_pem)}"
     return f"keyless {identity.certificate_identity} ({identity.issuer})"

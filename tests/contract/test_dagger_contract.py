@@ -11,16 +11,19 @@ import dagger
 import pytest
 from dagger.client._core import Context
 
-from ci.cli import pipeline, run_reported
-from ci.config import TOOL_LABELS, RunConfig, build_config, oci_labels
+from ci.cli import run_reported
+from ci.core.config import REPO_ROOT, RunConfig, build_config
+from ci.core.errors import StageFailure
+from ci.core.labels import TOOL_LABELS, oci_labels
+from ci.core.platforms import host_platform, slug
+from ci.core.report import Report
 from ci.engines.dagger import CACHE_BUSTER, dagger_engine
-from ci.engines.seam import SecretRef
-from ci.platforms import host_platform, slug
+from ci.image.sbom import sbom_file
+from ci.oci.auth import SecretRef
+from ci.pipeline import pipeline
+from ci.release.plan import preflight
 from ci.release.signing import KEY_PATH, REGISTRY_CONFIG_DIR, Cosign, build_tools, signing_identity
-from ci.release.stage import preflight
-from ci.report import Report, StageFailure
-from ci.scenario import PATHS
-from ci.stages import sbom_file
+from ci.stages.scenario import PATHS
 from recording import Chain, RecordingConnection, RecordingSession, calls
 from samples import DISTS, release_config
 from world import World
@@ -69,7 +72,7 @@ def run_pipeline(
     report = Report(command, "dagger")
 
     async def go() -> None:
-        async with dagger_engine(config.run_id, client=client) as engine:
+        async with dagger_engine(config.run_id, REPO_ROOT, client=client) as engine:
             await pipeline(command, engine, config, report)
 
     if reported:
@@ -163,10 +166,10 @@ def test_unparsable_container_output_fails_that_step_and_still_writes_the_report
     assert recorded.exit_code == 1
     failed = recorded.report.failed
     assert [s.name for s in failed] == ["FULL: change data and snapshot"]
-    assert "ManifestError: manifest has no hash section" in failed[0].message
+    assert failed[0].message.startswith("FULL: change data and snapshot: manifest has no hash section")
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    assert err.strip().splitlines()[-1].startswith("error: FULL: change data and snapshot: ManifestError:")
+    assert err.strip().splitlines()[-1].startswith("error: FULL: change data and snapshot: manifest has no hash")
     saved = json.loads((tmp_path / "test.json").read_text())
     assert saved["outcome"] == "failed" and saved["steps"][-1]["status"] == "failed"
     assert 'failures="1"' in (tmp_path / "test.junit.xml").read_text()
@@ -246,7 +249,7 @@ def release_on_dagger(
 
     async def go() -> None:
         plan = preflight(config, env, checkout, report)
-        async with dagger_engine(config.run_id, client=client) as engine:
+        async with dagger_engine(config.run_id, REPO_ROOT, client=client) as engine:
             await pipeline("release", engine, config, report, plan)
 
     failure = None
@@ -343,7 +346,7 @@ def test_cosign_on_dagger_gets_key_password_and_login_by_reference_only(schema, 
     digest, sbom = "sha256:" + "e" * 64, json.dumps({"bomFormat": "CycloneDX", "components": []})
 
     async def go() -> None:
-        async with dagger_engine("c0ffee", client=client) as engine:
+        async with dagger_engine("c0ffee", REPO_ROOT, client=client) as engine:
             cosign = Cosign(engine, await build_tools(engine), identity, registry_config=SecretRef(f"file://{login}"))
             public = await cosign.public_key()
             await cosign.sign("registry.example.org/dar-backup", digest, recursive=True)

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ci.manifest import HASHES_MARKER
-from ci.release.sbom import VENV_PYTHON
+from ci.image.sbom import VENV_PYTHON
 from ci.release.signing import CYCLONEDX_PREDICATE, SBOM_PATH
-from ci.scenario import DEFINITION, LEVELS, TIME_ZONE, local_date
+from ci.stages.manifest import HASHES_MARKER
+from ci.stages.scenario import DEFINITION, LEVELS, TIME_ZONE, local_date
 from recording import Chain, calls
 from samples import DISTS, DPKG, OS_RELEASE
 

@@ -12,9 +12,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from ci.config import DEV_IMAGE_VERSION, IMAGE_NAME, REPO_ROOT
+from ci.core.config import DEV_IMAGE_VERSION, REPO_ROOT
+from ci.core.labels import IMAGE_NAME
 from ci.engines.docker import DockerEngine
-from ci.engines.local import ensure_client, ensure_daemon
+from ci.engines.provision import ensure_client, ensure_daemon
 from ci.engines.seam import Image
 from ci.release.signing import build_tools
 

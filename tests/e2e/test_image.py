@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from ci.config import REPO_ROOT, TOOL_LABELS
-from ci.manifest import MANIFEST_SCRIPT, OWNER_ATTRIBUTES, TREE_ATTRIBUTES, compare, parse
-from ci.platforms import host_platform
-from ci.release.sbom import tool_versions, validate
-from ci.stages import sbom_file
-from ci.versions import locked_dar_backup_version
+from ci.core.config import REPO_ROOT
+from ci.core.labels import TOOL_LABELS
+from ci.core.platforms import host_platform
+from ci.core.versions import locked_dar_backup_version
+from ci.image.sbom import sbom_file, tool_versions, validate_schema
+from ci.stages.manifest import MANIFEST_SCRIPT, OWNER_ATTRIBUTES, TREE_ATTRIBUTES, compare, parse
 from conftest import Docker, mounts
 
 pytestmark = pytest.mark.engine
@@ -329,7 +329,7 @@ def test_plain_docker_build_refuses_unpinned_dar_backup(docker: Docker, image: s
 
 def test_final_writes_a_valid_sbom_of_what_the_image_holds(docker: Docker, image: str, final_reports: Path):
     text = (final_reports / sbom_file(host_platform())).read_text()
-    validate(text)
+    validate_schema(text)
     document = json.loads(text)
     labels = json.loads(docker.ok("image", "inspect", "-f", "{{json .Config.Labels}}", image))
     assert tool_versions(document) == {tool: labels[label] for tool, label in TOOL_LABELS.items()}

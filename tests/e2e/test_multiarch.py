@@ -13,14 +13,16 @@ import pytest
 from test_image import SEED_DATA
 from test_release import NAME, cosign, release
 
-from ci.config import DEV_IMAGE_VERSION, IMAGE_NAME, REPO_ROOT
+from ci.core.config import DEV_IMAGE_VERSION, REPO_ROOT
+from ci.core.labels import IMAGE_NAME
+from ci.core.platforms import SUPPORTED, architecture, host_platform
+from ci.core.versions import locked_dar_backup_version
 from ci.engines.seam import Image
-from ci.manifest import MANIFEST_SCRIPT, compare, parse
-from ci.platforms import SUPPORTED, architecture, host_platform
-from ci.release import history, oci
+from ci.image.sbom import sbom_file
+from ci.oci import media as oci
+from ci.release import history
 from ci.release.signing import attested_predicates
-from ci.stages import sbom_file
-from ci.versions import locked_dar_backup_version
+from ci.stages.manifest import MANIFEST_SCRIPT, compare, parse
 from conftest import Docker, KeyPair, mounts, run_pipeline
 from registry import LocalRegistry
 

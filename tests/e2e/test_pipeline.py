@@ -13,12 +13,14 @@ from pathlib import Path
 import anyio
 import pytest
 
-from ci.config import REPO_ROOT, REQUIRED_OCI_KEYS, TOOL_LABELS, build_config
+from ci.core.config import REPO_ROOT, build_config
+from ci.core.errors import StageFailure
+from ci.core.labels import REQUIRED_OCI_KEYS, TOOL_LABELS
+from ci.core.platforms import host_platform
+from ci.core.report import Report
 from ci.engines.docker import RUN_LABEL, DockerEngine
 from ci.engines.seam import Image
-from ci.platforms import host_platform
-from ci.report import Report, StageFailure
-from ci.scenario import Level, Scenario
+from ci.stages.scenario import Level, Scenario
 from conftest import Docker
 
 pytestmark = pytest.mark.engine
@@ -116,18 +118,16 @@ def test_bad_version_is_refused_before_any_build(tmp_path):
 class TamperedSnapshot(Scenario):
     """A wrong expectation: the data changes after its snapshot was taken."""
 
-    async def snapshot(self, level: Level):
-        manifest = await super().snapshot(level)
+    async def after_snapshot(self, level: Level):
         if level.name == "DIFF":
             await self.user(["sh", "-c", "echo tampered >> '/data/with space.txt'"])
-        return manifest
 
 
 class NoArchive(Scenario):
     """A dar-backup run that leaves no archive behind."""
 
-    async def backup(self, level: Level):
-        result = await super().backup(level)
+    async def invoke_backup(self, level: Level):
+        result = await super().invoke_backup(level)
         await self.user(["sh", "-c", "rm -f /backups/*_FULL_*.dar*"])
         return result
 

@@ -14,17 +14,19 @@ from pathlib import Path
 import anyio
 import pytest
 
-from ci.cli import pipeline
-from ci.config import REPO_ROOT, REQUIRED_OCI_KEYS
+from ci.core.config import REPO_ROOT
+from ci.core.errors import SigningError, StageFailure
+from ci.core.labels import REQUIRED_OCI_KEYS
+from ci.core.platforms import host_platform
+from ci.core.report import Report
 from ci.engines.docker import DockerEngine
 from ci.engines.seam import BuildSpec, Image
-from ci.platforms import host_platform
+from ci.image.sbom import sbom_file
+from ci.oci.registry import Registry
+from ci.pipeline import pipeline
 from ci.release import history
-from ci.release.registry import Registry
-from ci.release.signing import Cosign, SigningError, attested_predicates, signing_identity
-from ci.release.stage import preflight
-from ci.report import Report, StageFailure
-from ci.stages import sbom_file
+from ci.release.plan import preflight
+from ci.release.signing import Cosign, attested_predicates, signing_identity
 from conftest import Docker, KeyPair
 from registry import LocalRegistry, PagingProxy
 from samples import HISTORY_ENTRY, release_config
@@ -163,10 +165,12 @@ def write_history(checkout: Path, tag: str) -> None:
             2,
             "dar-backup version 1.1.10 is not the one docker/requirements.txt locks",
         ),
-        ("malformed history", ["--image-version", "1.0.0"], 1, "build history:"),
-        ("dirty tree", ["--image-version", "1.0.0"], 1, "the git tree has uncommitted changes"),
-        ("no signing key", ["--image-version", "1.0.0"], 1, "a release is signed: set DAR_BACKUP_COSIGN_KEY_FILE"),
-        ("unreadable key", ["--image-version", "1.0.0"], 1, "DAR_BACKUP_COSIGN_KEY_FILE=/nonexistent/cosign.key"),
+        ("malformed history", ["--image-version", "1.0.0"], 2, "build history:"),
+        ("lock without dar-backup", ["--image-version", "1.0.0"], 2, "docker/requirements.txt pins no dar-backup"),
+        ("", ["--image-version", "1.0.0", "--no-such-flag"], 2, "unrecognized arguments: --no-such-flag"),
+        ("dirty tree", ["--image-version", "1.0.0"], 2, "the git tree has uncommitted changes"),
+        ("no signing key", ["--image-version", "1.0.0"], 2, "a release is signed: set DAR_BACKUP_COSIGN_KEY_FILE"),
+        ("unreadable key", ["--image-version", "1.0.0"], 2, "DAR_BACKUP_COSIGN_KEY_FILE=/nonexistent/cosign.key"),
     ],
 )
 def test_refusals_push_nothing_and_keep_history(docker, image, registry, checkout, setup, args, code, message):
@@ -177,6 +181,10 @@ def test_refusals_push_nothing_and_keep_history(docker, image, registry, checkou
     elif setup == "malformed history":
         (checkout / "doc/build-history.json").write_text('{"format": 1, "builds": [{"tag": "1.0.0"}]}')
         subprocess.run(["git", "-C", str(checkout), "commit", "-qam", "broken history"], check=True)
+    elif setup == "lock without dar-backup":
+        lock = checkout / "docker/requirements.txt"
+        lock.write_text("".join(line for line in lock.read_text().splitlines(True) if "dar-backup==" not in line))
+        subprocess.run(["git", "-C", str(checkout), "commit", "-qam", "no pin"], check=True)
     elif setup == "dirty tree":
         (checkout / "README.md").write_text("local edit\n")
     key = {"no signing key": "", "unreadable key": "/nonexistent/cosign.key"}.get(setup)
@@ -387,12 +395,11 @@ def test_refresh_releases_the_next_patch_only_when_packages_changed(
     assert any(note.startswith("refresh 1.0.1: ") and "+less " in note for note in report["notes"])
 
 
-def test_refresh_without_a_previous_release_is_refused_with_one_line(registry: LocalRegistry, checkout: Path):
+def test_refresh_without_a_previous_release_has_nothing_to_do(registry: LocalRegistry, checkout: Path):
     done = release(checkout, "--repo", f"{registry.address}/{NAME}", command="refresh")
-    assert done.returncode == 2
-    assert done.stderr.strip() == (
-        "error: refresh needs a previous release in doc/build-history.json; release one first"
-    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.strip() == "[refresh] nothing to refresh: no release yet"
+    assert registry.tags(NAME) == [] and not (checkout / "reports").exists()
 
 
 def test_a_second_release_proves_the_first_releases_archives_restore(image, registry: LocalRegistry, checkout: Path):

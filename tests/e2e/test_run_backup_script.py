@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ci.config import REPO_ROOT
+from ci.core.config import REPO_ROOT
 from conftest import Docker
 from registry import LocalRegistry
 

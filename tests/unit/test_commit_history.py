@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ci.config import REPO_ROOT
+from ci.core.config import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "scripts/commit-history"
 HISTORY = "doc/build-history.json"

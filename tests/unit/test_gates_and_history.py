@@ -3,9 +3,11 @@ import json
 import pytest
 import semver
 
+from ci.image.gates import label_gate, same_versions, version_gate
+from ci.oci.auth import split_repo
+from ci.oci.registry import base_url
 from ci.release import history
-from ci.release.gates import floating_tags, label_gate, newer_than_all, same_versions, version_gate
-from ci.release.registry import base_url, split_repo
+from ci.release.tags import floating_tags, newer_than_all
 from samples import AMD64, HISTORY_ENTRY
 
 V = semver.Version.parse
@@ -107,7 +109,7 @@ def test_malformed_history_is_refused_and_left_alone(tmp_path, document, message
 
 
 def test_repository_history_file_is_valid():
-    from ci.config import REPO_ROOT
+    from ci.core.config import REPO_ROOT
 
     history.read(REPO_ROOT / "doc/build-history.json")
 

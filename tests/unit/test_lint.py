@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ci.config import REPO_ROOT
+from ci.core.config import REPO_ROOT
 
 SHELL_SCRIPTS = [
     "docker/entrypoint.sh",

@@ -4,15 +4,15 @@ import subprocess
 
 import pytest
 
-from ci import dataset
-from ci.listing import saved_and_removed, unshown_changes
-from ci.manifest import (
+from ci.core.errors import OutputError
+from ci.stages import dataset
+from ci.stages.listing import saved_and_removed, unshown_changes
+from ci.stages.manifest import (
     HASHES_MARKER,
     MANIFEST_SCRIPT,
     OWNER_ATTRIBUTES,
     TREE_ATTRIBUTES,
     Entry,
-    ManifestError,
     changed_paths,
     compare,
     empty_dirs,
@@ -39,9 +39,9 @@ def test_parses_names_with_newlines_spaces_and_non_utf8_bytes(tmp_path):
 
 
 def test_truncated_manifest_is_an_error():
-    with pytest.raises(ManifestError, match="no hash section"):
+    with pytest.raises(OutputError, match="no hash section"):
         parse("f\0a\0644\01.0\01\0\0")
-    with pytest.raises(ManifestError, match="multiple"):
+    with pytest.raises(OutputError, match="multiple"):
         parse(f"f\0a\0644\0{HASHES_MARKER}\0")
 
 

@@ -3,8 +3,9 @@ import json
 
 import pytest
 
-from ci.platforms import PlatformError, architecture, default_platforms, host_platform, parse_platforms, slug
-from ci.release import oci
+from ci.core.errors import PlatformError, RegistryError
+from ci.core.platforms import architecture, default_platforms, host_platform, parse_platforms, slug
+from ci.oci import media as oci
 
 
 def test_platform_lists_parse_in_the_order_given():
@@ -72,8 +73,8 @@ def test_reading_an_index_skips_attestations_and_refuses_what_is_not_one():
         ],
     }
     assert oci.index_platforms(index) == {"linux/amd64": "sha256:1"}
-    with pytest.raises(ValueError, match="not an image index"):
+    with pytest.raises(RegistryError, match="not an image index"):
         oci.index_platforms({"mediaType": oci.MANIFEST, "layers": []})
     twice = {**index, "manifests": [index["manifests"][0], {**index["manifests"][0], "digest": "sha256:3"}]}
-    with pytest.raises(ValueError, match="linux/amd64 twice"):
+    with pytest.raises(RegistryError, match="linux/amd64 twice"):
         oci.index_platforms(twice)

@@ -2,7 +2,8 @@
 
 import pytest
 
-from ci.release.registry import RegistryError, next_page
+from ci.core.errors import RegistryError
+from ci.oci.registry import next_page
 
 PAGE = "http://127.0.0.1:5000/v2/team/dar-backup/tags/list?n=100"
 

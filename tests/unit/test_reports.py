@@ -4,7 +4,9 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from ci.cli import run_reported
-from ci.report import Report, StageFailure, to_junit, to_markdown, to_text, write_atomically, write_reports
+from ci.core.errors import OutputError, StageFailure
+from ci.core.files import write_atomically
+from ci.core.report import Report, to_junit, to_markdown, to_text, write_reports
 
 
 def sample() -> Report:
@@ -73,18 +75,25 @@ def test_a_bug_in_the_pipeline_writes_the_reports_before_its_traceback(tmp_path,
             pass
         {}["missing"]
 
-    assert run_reported(report, tmp_path, None, buggy) == 1
+    assert run_reported(report, tmp_path, None, buggy) == 3
     saved = json.loads((tmp_path / "test.json").read_text())
     assert saved["outcome"] == "failed" and saved["error"] == "internal error: KeyError: 'missing'"
     err = capsys.readouterr().err
     assert "Traceback" in err and err.strip().splitlines()[-1] == "error: internal error: KeyError: 'missing'"
 
 
-def test_a_value_error_inside_a_step_is_that_step_failing():
+def test_output_that_does_not_read_fails_its_step_naming_it():
     report = Report("test", "docker")
-    with pytest.raises(StageFailure, match="parse it: ValueError: bad number"), report.step("test", "parse it"):
+    with pytest.raises(OutputError, match=r"^parse it: bad number$"), report.step("test", "parse it"):
+        raise OutputError("bad number")
+    assert report.failed[0].message == "parse it: bad number"
+
+
+def test_a_value_error_inside_a_step_is_a_bug_not_a_failing_gate():
+    report = Report("test", "docker")
+    with pytest.raises(ValueError, match="bad number"), report.step("test", "parse it"):
         raise ValueError("bad number")
-    assert report.failed[0].message == "parse it: ValueError: bad number"
+    assert report.failed[0].message == "ValueError: bad number"
 
 
 def test_a_step_that_is_not_gating_warns_and_the_run_goes_on():

@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from ci.release.sbom import (
+from ci.core.errors import OutputError
+from ci.image.sbom import (
     DebPackage,
     ImageContents,
     PyDist,
-    SbomError,
     architecture_gate,
     build_bom,
     parse_distributions,
@@ -19,7 +19,7 @@ from ci.release.sbom import (
     summary,
     tool_versions,
     upstream_version,
-    validate,
+    validate_schema,
 )
 from samples import DISTS, DPKG, OS_RELEASE
 
@@ -52,7 +52,7 @@ def test_parses_what_the_image_prints():
     ],
 )
 def test_unreadable_output_is_an_sbom_error(parser, text, message):
-    with pytest.raises(SbomError, match=message):
+    with pytest.raises(OutputError, match=message):
         parser(text)
 
 
@@ -82,8 +82,8 @@ def test_published_image_carries_its_digest():
 def test_a_document_the_schema_refuses_is_an_error():
     doc = document()
     del doc["components"][0]["name"]
-    with pytest.raises(SbomError, match=r"does not validate against CycloneDX 1\.6"):
-        validate(json.dumps(doc))
+    with pytest.raises(OutputError, match=r"does not validate against CycloneDX 1\.6"):
+        validate_schema(json.dumps(doc))
 
 
 @pytest.mark.parametrize(

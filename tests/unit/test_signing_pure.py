@@ -6,13 +6,12 @@ import json
 
 import pytest
 
-from ci.config import ConfigError
+from ci.core.errors import SigningError, UsageError
 from ci.release.signing import (
     KEY_PATH,
     PUBLIC_KEY_PATH,
-    SigningError,
     attested_predicates,
-    describe,
+    identity_record,
     key_fingerprint,
     sign_args,
     signature_tags,
@@ -57,7 +56,7 @@ def test_github_actions_signs_keyless_and_verifies_the_workflow_identity():
     args = verify_args(identity, "r:1.2.0", insecure=False)
     assert args[args.index("--certificate-identity") + 1] == f"https://github.com/{GITHUB['GITHUB_WORKFLOW_REF']}"
     assert args[args.index("--certificate-oidc-issuer") + 1] == "https://token.actions.githubusercontent.com"
-    assert describe(identity, None).startswith("keyless https://github.com/me/dar-backup-image/")
+    assert identity_record(identity, None).startswith("keyless https://github.com/me/dar-backup-image/")
 
 
 @pytest.mark.parametrize(
@@ -70,7 +69,7 @@ def test_github_actions_signs_keyless_and_verifies_the_workflow_identity():
     ],
 )
 def test_no_identity_is_one_clear_refusal(env, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(UsageError, match=message):
         signing_identity(env)
 
 
@@ -78,7 +77,7 @@ def test_key_fingerprint_and_signature_tags():
     der = b"\x30\x59public-key-bytes"
     pem = "-----BEGIN PUBLIC KEY-----\n" + base64.b64encode(der).decode() + "\n-----END PUBLIC KEY-----\n"
     assert key_fingerprint(pem) == "sha256:" + hashlib.sha256(der).hexdigest()
-    assert describe(signing_identity(GITHUB), pem).startswith("key sha256:")
+    assert identity_record(signing_identity(GITHUB), pem).startswith("key sha256:")
     with pytest.raises(SigningError, match="no PEM public key"):
         key_fingerprint("Error: wrong password")
     assert signature_tags(DIGEST) == (f"sha256-{'ab' * 32}.sig", f"sha256-{'ab' * 32}.att")

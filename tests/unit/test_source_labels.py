@@ -4,7 +4,9 @@ import subprocess
 
 import pytest
 
-from ci.config import DEFAULT_SOURCE, ConfigError, source_url, web_url
+from ci.core.config import source_url, web_url
+from ci.core.errors import UsageError
+from ci.core.labels import DEFAULT_SOURCE
 
 
 @pytest.mark.parametrize(
@@ -51,6 +53,6 @@ def test_source_prefers_override_then_github_then_origin_then_upstream(tmp_path)
 
 @pytest.mark.parametrize("bad", ["", "ftp://x.example/y", "https://user:pw@x.example/y", "x.example/y"])
 def test_bad_source_override_is_refused_without_echoing_it(bad, tmp_path):
-    with pytest.raises(ConfigError, match="DAR_BACKUP_SOURCE_URL must be an http") as err:
+    with pytest.raises(UsageError, match="DAR_BACKUP_SOURCE_URL must be an http") as err:
         source_url({"DAR_BACKUP_SOURCE_URL": bad}, tmp_path)
     assert "pw" not in str(err.value)

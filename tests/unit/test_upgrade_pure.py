@@ -1,9 +1,9 @@
 """Which release the upgrade check reads, and how the reports name both sides."""
 
 from ci.engines.seam import Image
-from ci.release.registry import Registry
-from ci.release.stage import previous_release
-from ci.upgrade import Previous, describe
+from ci.oci.registry import Registry
+from ci.release.plan import previous_release
+from ci.stages.upgrade import Previous, versions_note
 from samples import HISTORY_ENTRY
 
 UNUSED = Registry("127.0.0.1:1/dar-backup")  # never asked: these cases need no registry
@@ -20,7 +20,7 @@ def test_no_previous_release_without_history_or_semver_tags():
 
 def test_the_report_names_both_sides():
     previous = Previous(Image("x", "x"), "r@sha256:aa", "1.0.0", {"dar-backup": "1.1.10", "dar": "2.7.8"})
-    assert describe(previous, {"dar-backup": "1.1.11", "dar": "2.7.13"}) == (
+    assert versions_note(previous, {"dar-backup": "1.1.11", "dar": "2.7.13"}) == (
         "upgrade from 1.0.0 (r@sha256:aa): previous: dar-backup 1.1.10, dar 2.7.8; "
         "candidate: dar-backup 1.1.11, dar 2.7.13"
     )

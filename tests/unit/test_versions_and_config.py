@@ -2,8 +2,10 @@ from pathlib import Path
 
 import pytest
 
-from ci.config import REPO_ROOT, ConfigError, build_config, created_timestamp, oci_labels, project_license
-from ci.versions import VersionError, locked_dar_backup_version, parse_release_version, tool_version
+from ci.core.config import REPO_ROOT, build_config, created_timestamp, project_license
+from ci.core.errors import OutputError, UsageError, VersionError
+from ci.core.labels import oci_labels
+from ci.core.versions import locked_dar_backup_version, parse_release_version, tool_version
 
 
 @pytest.mark.parametrize("good", ["1.2.3", "0.5.6", "10.20.30", "1.0.0-rc.1", "2.0.0-beta.2"])
@@ -58,7 +60,7 @@ def test_reads_tool_versions(tool, output, version):
 
 
 def test_unreadable_tool_output_is_an_error():
-    with pytest.raises(VersionError, match="cannot read a par2 version"):
+    with pytest.raises(OutputError, match="cannot read a par2 version"):
         tool_version("par2", "bash: par2: command not found")
 
 
@@ -86,18 +88,18 @@ def test_config_defaults_to_the_locked_dar_backup_and_ubuntu():
 
 @pytest.mark.parametrize("dar_backup", ["latest", "", "0.0.1"])
 def test_config_refuses_a_dar_backup_version_other_than_the_lock(dar_backup):
-    with pytest.raises(ConfigError):
+    with pytest.raises(UsageError):
         config(dar_backup_version=dar_backup)
 
 
 @pytest.mark.parametrize("repo", ["", "registry/name:tag", " reg/name"])
 def test_config_refuses_bad_repos(repo):
-    with pytest.raises(ConfigError, match="--repo"):
+    with pytest.raises(UsageError, match="--repo"):
         config(repo=repo)
 
 
 def test_bad_source_date_epoch_is_refused():
-    with pytest.raises(ConfigError, match="SOURCE_DATE_EPOCH"):
+    with pytest.raises(UsageError, match="SOURCE_DATE_EPOCH"):
         created_timestamp({"SOURCE_DATE_EPOCH": "yesterday"})
 
 

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import semver
 
-
-class VersionError(ValueError):
-    """A version a run cannot use; the message is the one line the user sees."""
+from ci.core.errors import OutputError, VersionError
 
 
 def parse_release_version(text: str, what: str) -> semver.Version:
@@ -29,7 +27,11 @@ def parse_release_version(text: str, what: str) -> semver.Version:
 
 def locked_dar_backup_version(requirements: Path) -> str:
     """The dar-backup version pinned in the image's hash-locked requirements file."""
-    for line in requirements.read_text().splitlines():
+    try:
+        text = requirements.read_text()
+    except OSError as err:
+        raise VersionError(f"cannot read {requirements}: {err.strerror}") from None
+    for line in text.splitlines():
         name, sep, rest = line.partition("==")
         if sep and name.strip().lower() == "dar-backup":
             return rest.split()[0].rstrip("\\").strip()
@@ -49,5 +51,5 @@ def tool_version(tool: str, output: str) -> str:
     match = _TOOL_PATTERNS[tool].search(output)
     if match is None:
         first = output.strip().splitlines()[:1]
-        raise VersionError(f"cannot read a {tool} version from {first[0] if first else 'empty output'!r}")
+        raise OutputError(f"cannot read a {tool} version from {first[0] if first else 'empty output'!r}")
     return match.group(1)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from ci.core.errors import OutputError
+
 FIELDS_PER_ENTRY = 8
 HASHES_MARKER = "==sha256=="
 
@@ -35,23 +37,19 @@ class Entry:
 Manifest = Mapping[str, Entry]
 
 
-class ManifestError(ValueError):
-    pass
-
-
 def parse(text: str) -> dict[str, Entry]:
     """Parse what MANIFEST_SCRIPT printed."""
     listing, marker, hashes = text.partition(f"{HASHES_MARKER}\0")
     if not marker:
-        raise ManifestError("manifest has no hash section (did the listing command fail?)")
+        raise OutputError("manifest has no hash section (did the listing command fail?)")
     fields = listing.split("\0")
     if fields[-1] != "" or (len(fields) - 1) % FIELDS_PER_ENTRY:
-        raise ManifestError(f"manifest listing has {len(fields) - 1} fields, not a multiple of {FIELDS_PER_ENTRY}")
+        raise OutputError(f"manifest listing has {len(fields) - 1} fields, not a multiple of {FIELDS_PER_ENTRY}")
     sums: dict[str, str] = {}
     for record in filter(None, hashes.split("\0")):
         digest, sep, name = record.partition("  ")
         if not sep or len(digest) != 64:
-            raise ManifestError(f"bad sha256sum record {record[:80]!r}")
+            raise OutputError(f"bad sha256sum record {record[:80]!r}")
         sums[name.removeprefix("./")] = digest
     entries: dict[str, Entry] = {}
     for i in range(0, len(fields) - 1, FIELDS_PER_ENTRY):

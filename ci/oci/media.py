@@ -8,11 +8,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ci.core.errors import RegistryError
+
 INDEX = "application/vnd.oci.image.index.v1+json"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 CONFIG = "application/vnd.oci.image.config.v1+json"
 LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+# What a client accepts when it reads a tag: either kind of index or manifest.
+MANIFEST_TYPES = ", ".join([INDEX, MANIFEST, DOCKER_LIST, DOCKER_MANIFEST])
 
 
 @dataclass(frozen=True)
@@ -57,10 +62,10 @@ def image_index(manifests: Mapping[str, Descriptor]) -> bytes:
 def index_platforms(document: Mapping[str, Any]) -> dict[str, str]:
     """platform → manifest digest of an index (or Docker manifest list); attestation entries skipped.
 
-    Raises ValueError for a document that is not an index or names a platform twice.
+    Raises RegistryError for a document that is not an index or names a platform twice.
     """
     if document.get("mediaType", INDEX) not in (INDEX, DOCKER_LIST) or not isinstance(document.get("manifests"), list):
-        raise ValueError("not an image index")
+        raise RegistryError("not an image index")
     found: dict[str, str] = {}
     for entry in document["manifests"]:
         platform = entry.get("platform") or {}
@@ -68,6 +73,6 @@ def index_platforms(document: Mapping[str, Any]) -> dict[str, str]:
         if name == "unknown/unknown":
             continue
         if name in found:
-            raise ValueError(f"the index names {name} twice")
+            raise RegistryError(f"the index names {name} twice")
         found[name] = str(entry["digest"])
     return found

@@ -1,10 +1,10 @@
-"""Release gates: pure functions over values. Each returns the problems it finds, one line each."""
+"""Gates on one image: pure functions over values. Each returns the problems it finds, one line each."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 
-import semver
+from ci.core.errors import StageFailure
 
 
 def label_gate(found: Mapping[str, str | None], expected: Mapping[str, str]) -> list[str]:
@@ -43,22 +43,7 @@ def same_versions(by_platform: Mapping[str, Mapping[str, str]]) -> list[str]:
     ]
 
 
-def semver_versions(values: Iterable[str]) -> list[semver.Version]:
-    """The values that are semver (registry tags such as `latest` or `1.2` are not)."""
-    return [semver.Version.parse(v) for v in values if semver.Version.is_valid(v)]
-
-
-def newer_than_all(version: semver.Version, history: Iterable[str], tags: Iterable[str]) -> list[str]:
-    problems = []
-    for source, values in (("the build history", history), ("the registry", tags)):
-        newest = max(semver_versions(values), default=None)
-        if newest is not None and version <= newest:
-            problems.append(f"{version} is not newer than {newest} in {source}")
-    return problems
-
-
-def floating_tags(version: semver.Version) -> list[str]:
-    """`X.Y` and `latest` follow final releases only; a prerelease moves nothing."""
-    if version.prerelease or version.build:
-        return []
-    return [f"{version.major}.{version.minor}", "latest"]
+def refuse(problems: Sequence[str]) -> None:
+    """A gate's problems as one failure, or nothing when there are none."""
+    if problems:
+        raise StageFailure("; ".join(problems))

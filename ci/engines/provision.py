@@ -21,8 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ci.engines.seam import EngineError
-from ci.platforms import architecture
+from ci.core.errors import EngineError
+from ci.core.log import say
+from ci.core.platforms import architecture, tag_suffix
 
 DEBOOTSTRAP_SCRIPTS = Path("/usr/share/debootstrap/scripts")
 LOCAL_BASE_REPO = "dar-backup-local-base"
@@ -38,10 +39,6 @@ TRIM_PATHS = (
     "usr/share/info",
     "var/log",
 )
-
-
-def say(message: str) -> None:
-    print(f"[engine] {message}", flush=True)
 
 
 @dataclass(frozen=True)
@@ -97,7 +94,7 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
 def apt_install(*packages: str) -> None:
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise EngineError(f"{', '.join(packages)} missing and cannot be installed (needs root and apt-get)")
-    say(f"installing {' '.join(packages)} with apt-get")
+    say("engine", f"installing {' '.join(packages)} with apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *packages]):
         done = subprocess.run(argv, env=env, check=False, stdout=subprocess.DEVNULL)
@@ -137,13 +134,13 @@ def ensure_daemon(client: str, wait_seconds: float = 60.0) -> None:
     dockerd = shutil.which("dockerd") or "/usr/sbin/dockerd"
     if not os.access(dockerd, os.X_OK):
         apt_install("docker.io")
-    say(f"starting dockerd (log: {DOCKERD_LOG})")
+    say("engine", f"starting dockerd (log: {DOCKERD_LOG})")
     with DOCKERD_LOG.open("ab") as log:
         subprocess.Popen([dockerd], stdout=log, stderr=log, start_new_session=True)
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
         if _run([client, "info"]).returncode == 0:
-            say("dockerd is up")
+            say("engine", "dockerd is up")
             return
         time.sleep(1)
     raise EngineError(f"dockerd did not answer within {wait_seconds:.0f}s; see {DOCKERD_LOG}")
@@ -162,7 +159,10 @@ def bootstrap_base(client: str, tag: str, source: AptSource, platform: str) -> N
     if shutil.which("debootstrap") is None:
         apt_install("debootstrap")
     arch = architecture(platform)
-    say(f"no registry reachable: bootstrapping {tag} with debootstrap {source.suite} ({arch}) from {source.uri}")
+    say(
+        "engine",
+        f"no registry reachable: bootstrapping {tag} with debootstrap {source.suite} ({arch}) from {source.uri}",
+    )
     with tempfile.TemporaryDirectory(prefix="dar-backup-rootfs-", dir="/var/tmp") as tmp:
         rootfs = Path(tmp) / "rootfs"
         argv = ["debootstrap", "--variant=minbase", f"--arch={arch}", source.suite, str(rootfs), source.uri]
@@ -176,7 +176,7 @@ def bootstrap_base(client: str, tag: str, source: AptSource, platform: str) -> N
         loaded = _run([client, "load", "-q", "-i", str(archive)])
         if loaded.returncode != 0:
             raise EngineError(f"docker load of the bootstrapped base failed: {loaded.stderr.strip()}")
-    say(f"loaded {tag} ({platform})")
+    say("engine", f"loaded {tag} ({platform})")
 
 
 def write_image_archive(rootfs: Path, archive: Path, tag: str, arch: str) -> None:
@@ -221,7 +221,7 @@ def ensure_emulation(platform: str) -> None:
     arch = architecture(platform)
     if emulation_enabled(arch):
         return
-    say(f"{platform} is foreign to this host: enabling emulation (qemu-user-static, binfmt-support)")
+    say("engine", f"{platform} is foreign to this host: enabling emulation (qemu-user-static, binfmt-support)")
     if not Path("/usr/sbin/update-binfmts").exists() or not list(Path("/usr/bin").glob("qemu-*-static")):
         apt_install("qemu-user-static", "binfmt-support")
     if not (BINFMT_MISC / "register").exists():
@@ -231,7 +231,7 @@ def ensure_emulation(platform: str) -> None:
     _run(["update-binfmts", "--enable", f"qemu-{QEMU_NAMES[arch]}"])
     if not emulation_enabled(arch):
         raise EngineError(f"emulation of {platform} is not enabled (binfmt_misc has no qemu-{QEMU_NAMES[arch]})")
-    say(f"emulation of {platform} enabled")
+    say("engine", f"emulation of {platform} enabled")
 
 
 def trim_rootfs(rootfs: Path) -> None:
@@ -285,9 +285,9 @@ def ensure_base_image(client: str, requested: str, platform: str, host: str) -> 
     suite = debian_suite(requested, known)
     if suite is not None:
         source = AptSource(source.uri, suite)
-    tag = f"{LOCAL_BASE_REPO}:{source.suite}" + ("" if platform == host else f"-{architecture(platform)}")
+    tag = f"{LOCAL_BASE_REPO}:{source.suite}{tag_suffix(platform, host)}"
     if image_platform(client, tag) == platform:
-        say(f"{requested} cannot be pulled; reusing the bootstrapped {tag}")
+        say("engine", f"{requested} cannot be pulled; reusing the bootstrapped {tag}")
     else:
         bootstrap_base(client, tag, source, platform)
     return BaseImage(tag, None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ci.manifest import Manifest, changed_paths
+from ci.stages.manifest import Manifest, changed_paths
 
 _REMOVED = re.compile(r"^\[--- REMOVED ENTRY ----\].*?\] (.*)$")
 

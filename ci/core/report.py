@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -13,9 +11,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-
-class StageFailure(Exception):
-    """A check failed: the message says which path, attribute, expected and got."""
+from ci.core.errors import OutputError, PipelineError
+from ci.core.files import write_atomically
+from ci.core.log import say
 
 
 @dataclass
@@ -58,38 +56,39 @@ class Report:
 
     @contextmanager
     def step(self, stage: str, name: str, *, gating: bool = True) -> Iterator[Step]:
-        """Time a step; a failure inside it is recorded, then propagates.
+        """Time a step; a failure inside it is recorded, then propagates unchanged.
 
-        A ValueError (output a container printed that does not parse, a comparison that cannot
-        be made) is that step failing, not a crash of the pipeline: it becomes a StageFailure.
-        A step that is not gating records its failure as a warning and lets the run go on.
+        A PipelineError is the step failing (its exit code travels with it); a step that is not
+        gating records it as a warning and lets the run go on. Anything else is a bug: recorded
+        as failed, and raised as it is.
         """
         step = Step(stage, name, platform=self.platform)
         started = time.monotonic()
-        print(f"[{step.where}] {name} ...", flush=True)
+        say(step.where, f"{name} ...")
         try:
             yield step
-        except (StageFailure, ValueError) as err:
-            step.message = f"{name}: {type(err).__name__}: {err}" if isinstance(err, ValueError) else str(err)
+        except PipelineError as err:
+            # Output that does not read is named by the step that read it: the error line says where.
+            step.message = f"{name}: {err}" if isinstance(err, OutputError) else str(err)
             step.status = "failed" if gating else "warning"
-            if gating and isinstance(err, StageFailure):
-                raise
+            if gating and isinstance(err, OutputError):
+                raise OutputError(step.message) from err
             if gating:
-                raise StageFailure(step.message) from err
+                raise
         except BaseException as err:
             step.status = "failed"
-            step.message = str(err) or type(err).__name__
+            step.message = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
             raise
         finally:
             step.seconds = round(time.monotonic() - started, 3)
             self.steps.append(step)
-            print(f"[{step.where}] {name}: {step.status} ({step.seconds:.1f}s)", flush=True)
+            say(step.where, f"{name}: {step.status} ({step.seconds:.1f}s)")
 
     def skip(self, stage: str, name: str, reason: str) -> None:
         """A check that could not apply, recorded with why: never a silent pass."""
         step = Step(stage, name, "skipped", 0.0, reason, self.platform)
         self.steps.append(step)
-        print(f"[{step.where}] {name}: {reason}", flush=True)
+        say(step.where, f"{name}: {reason}")
 
     @property
     def failed(self) -> list[Step]:
@@ -156,19 +155,6 @@ def to_text(report: Report) -> str:
         if s.status != "passed"
     ]
     return "\n".join([head, *(f"  {note}" for note in report.notes), *failed])
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write via a temp file in the same directory and rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_reports(report: Report, report_dir: Path, step_summary: str | None) -> None:

@@ -13,10 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-from ci import dataset, listing
+from ci.core.errors import StageFailure
+from ci.core.platforms import slug
+from ci.core.report import Report
 from ci.engines.seam import Engine, Image, Mount, RunResult, Volume
-from ci.manifest import MANIFEST_SCRIPT, Manifest, changed_paths, compare, empty_dirs, parse
-from ci.report import Report, StageFailure
+from ci.stages import dataset, listing
+from ci.stages.manifest import MANIFEST_SCRIPT, Manifest, changed_paths, compare, empty_dirs, parse
 
 STAGE = "test"
 # A non-UTC zone with a non-hour offset: archive dates and --when times must follow it.
@@ -74,6 +76,14 @@ def fail_on(problems: Sequence[str], what: str, limit: int = 20) -> None:
         raise StageFailure(f"{what}: {len(problems)} difference(s)\n  " + "\n  ".join(problems[:limit]) + more)
 
 
+def prove_restored(expected: Manifest, restored: Manifest, what: str) -> None:
+    """A `dar-backup -r` restore equals the snapshot; it may lack the snapshot's empty directories.
+
+    (`dar-backup -r` passes dar `-D`, which does not recreate them; point-in-time restores must.)
+    """
+    fail_on(compare(expected, restored, may_be_missing=empty_dirs(expected)), what)
+
+
 @dataclass
 class Scenario:
     engine: Engine
@@ -120,13 +130,18 @@ class Scenario:
     async def change_data(self, level: Level) -> Manifest:
         """Make the level's changes to /data with the image's own python3; the snapshot after them."""
         fail_unless(await self.user(["python3", "-c", DATASET_SOURCE, level.prepare, "/data"]), "data set")
-        self.snapshots[level.name] = await self.snapshot(level)
+        self.snapshots[level.name] = await self.manifest("/data")
+        await self.after_snapshot(level)
         return self.snapshots[level.name]
 
-    async def snapshot(self, level: Level) -> Manifest:
-        return await self.manifest("/data")
+    async def after_snapshot(self, level: Level) -> None:
+        """A hook between a level's snapshot and its backup: nothing happens here.
 
-    async def backup(self, level: Level) -> RunResult:
+        The mutation tests override it to change /data behind the snapshot's back.
+        """
+
+    async def invoke_backup(self, level: Level) -> RunResult:
+        """The level's dar-backup run, as a user runs it; the mutation tests override it."""
         return await self.user([level.flag, "-d", DEFINITION, "--log-stdout"])
 
     async def prove_level(self, level: Level, previous: Manifest) -> None:
@@ -146,14 +161,14 @@ class Scenario:
             self.stage, f"{level.name}: restore {' + '.join(lv.name for lv in LEVELS[: len(chain)])}"
         ):
             restored = await self.restore_chain(level.name, chain)
-            fail_on(compare(expected, restored, may_be_missing=empty_dirs(expected)), f"restore of {level.name}")
+            prove_restored(expected, restored, f"restore of {level.name}")
         with self.report.step(self.stage, f"{level.name}: point-in-time restore (manager --when)"):
             await self.prove_point_in_time(level, previous, expected)
 
     async def back_up(self, level: Level) -> set[str]:
         """Run the level's backup; the local dates it may carry (at start or end: midnight)."""
         before = dt.datetime.now(dt.UTC)
-        fail_unless(await self.backup(level), f"dar-backup {level.flag}")
+        fail_unless(await self.invoke_backup(level), f"dar-backup {level.flag}")
         return {local_date(TIME_ZONE, before), local_date(TIME_ZONE, dt.datetime.now(dt.UTC))}
 
     async def archive_of(self, level: Level, dates: set[str]) -> str:
@@ -212,7 +227,13 @@ class Scenario:
             fail_unless(await self.user(["dar", "-t", f"/backups/{full}", "-Q"]), "dar -t after repair")
         with self.report.step(self.stage, "bitrot: restore after repair equals the FULL snapshot"):
             snapshot, restored = self.snapshots["FULL"], await self.restore_chain("repaired", [full])
-            fail_on(compare(snapshot, restored, may_be_missing=empty_dirs(snapshot)), "restore after repair")
+            prove_restored(snapshot, restored, "restore after repair")
 
     async def sha256(self, path: str) -> str:
         return fail_unless(await self.user(["sha256sum", path]), f"sha256sum {path}").stdout.split()[0]
+
+
+async def test_image(engine: Engine, final_image: Image, report: Report) -> None:
+    """The test stage: the whole story on this image, from empty volumes of its platform's own."""
+    prefix = f"{slug(final_image.platform)}-" if final_image.platform else ""
+    await Scenario(engine, final_image, report, volume_prefix=prefix).run()

@@ -23,9 +23,14 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 from packageurl import PackageURL
 
+from ci.core.config import RunConfig
+from ci.core.errors import OutputError, StageFailure
+from ci.core.files import write_atomically
+from ci.core.labels import IMAGE_NAME
+from ci.core.platforms import architecture, slug
+from ci.core.report import Report
 from ci.engines.seam import Engine, Image
 
-IMAGE_NAME = "dar-backup"
 VENV_PYTHON = "/opt/dar-backup/bin/python"
 DPKG_QUERY = ["dpkg-query", "-W", "-f", "${Package}\\t${Version}\\t${Architecture}\\n"]
 # Printed by the image's own python: every distribution in its venv, with what it says of its license.
@@ -44,10 +49,6 @@ print(json.dumps(sorted(found, key=lambda d: d["name"].lower())))
 """
 # Where the tools the labels name come from: the distribution's dar and par2, dar-backup from PyPI.
 TOOL_SOURCES = {"dar": "deb", "par2": "deb", "dar-backup": "pypi"}
-
-
-class SbomError(ValueError):
-    """Output from the image that cannot be read, or a document the schema refuses."""
 
 
 @dataclass(frozen=True)
@@ -76,10 +77,10 @@ def parse_dpkg(text: str) -> tuple[DebPackage, ...]:
     for line in text.splitlines():
         fields = line.split("\t")
         if len(fields) != 3 or not all(fields):
-            raise SbomError(f"unreadable dpkg-query line {line[:80]!r}")
+            raise OutputError(f"unreadable dpkg-query line {line[:80]!r}")
         packages.append(DebPackage(*fields))
     if not packages:
-        raise SbomError("dpkg-query listed no packages")
+        raise OutputError("dpkg-query listed no packages")
     return tuple(sorted(packages, key=lambda p: p.name))
 
 
@@ -90,7 +91,7 @@ def parse_os_release(text: str) -> dict[str, str]:
         if sep and re.fullmatch(r"[A-Z_]+", key):
             found[key] = value.strip().strip('"')
     if "ID" not in found:
-        raise SbomError("/etc/os-release names no ID")
+        raise OutputError("/etc/os-release names no ID")
     return found
 
 
@@ -98,7 +99,7 @@ def parse_distributions(text: str) -> tuple[PyDist, ...]:
     try:
         return tuple(PyDist(d["name"], d["version"], d["license"]) for d in json.loads(text))
     except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise SbomError(f"unreadable list of Python distributions: {err}") from None
+        raise OutputError(f"unreadable list of Python distributions: {err}") from None
 
 
 async def read_contents(engine: Engine, image: Image) -> ImageContents:
@@ -107,7 +108,7 @@ async def read_contents(engine: Engine, image: Image) -> ImageContents:
     async def output(argv: list[str]) -> str:
         result = await engine.run(image, argv)
         if not result.ok:
-            raise SbomError(f"{argv[0]} in {image.description} exited {result.exit_code}: {result.tail(3)}")
+            raise OutputError(f"{argv[0]} in {image.description} exited {result.exit_code}: {result.tail(3)}")
         return result.stdout
 
     return ImageContents(
@@ -163,16 +164,16 @@ def build_bom(
     return bom
 
 
-def validate(text: str) -> None:
+def validate_schema(text: str) -> None:
     problem = JsonStrictValidator(SchemaVersion.V1_6).validate_str(text)
     if problem is not None:
-        raise SbomError(f"the SBOM does not validate against CycloneDX 1.6: {problem}")
+        raise OutputError(f"the SBOM does not validate against CycloneDX 1.6: {problem}")
 
 
 def render(bom: Bom) -> str:
     """The document as JSON, refused unless the CycloneDX 1.6 schema accepts it."""
     text = JsonV1Dot6(bom).output_as_string(indent=2) + "\n"
-    validate(text)
+    validate_schema(text)
     return text
 
 
@@ -242,3 +243,29 @@ def package_set_sha256(document: Mapping[str, Any]) -> str:
         str(c["purl"]) for c in document.get("components", []) if str(c.get("purl", "")).startswith("pkg:deb/")
     )
     return hashlib.sha256("\n".join(purls).encode()).hexdigest()
+
+
+def sbom_file(platform: str) -> str:
+    return f"sbom-{slug(platform)}.cdx.json"
+
+
+async def write_sbom(
+    engine: Engine,
+    image: Image,
+    platform: str,
+    config: RunConfig,
+    versions: Mapping[str, str],
+    report: Report,
+    digest: str | None = None,
+) -> str:
+    """Read the image, assemble and validate its SBOM, gate it, write it; returns the document."""
+    text = render(
+        build_bom(await read_contents(engine, image), config.image_version, config.created, digest, config.repo)
+    )
+    document = json.loads(text)
+    problems = sbom_gate(document, versions) + architecture_gate(document, architecture(platform))
+    if problems:
+        raise StageFailure("SBOM gate: " + "; ".join(problems))
+    write_atomically(config.report_dir / sbom_file(platform), text)
+    report.notes.append(f"{platform} {summary(document)}")
+    return text

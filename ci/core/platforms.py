@@ -5,13 +5,11 @@ from __future__ import annotations
 import platform as host
 from collections.abc import Sequence
 
+from ci.core.errors import PlatformError
+
 SUPPORTED = ("linux/amd64", "linux/arm64")
 # What `uname -m` (and Python's platform.machine()) says, as the platform it runs.
 MACHINES = {"x86_64": "linux/amd64", "amd64": "linux/amd64", "aarch64": "linux/arm64", "arm64": "linux/arm64"}
-
-
-class PlatformError(ValueError):
-    """A platform list that cannot be built; the message is the one line the user sees."""
 
 
 def parse_platforms(text: str) -> tuple[str, ...]:
@@ -54,3 +52,8 @@ def slug(platform: str) -> str:
 
 def foreign(platforms: Sequence[str], host_is: str) -> list[str]:
     return [name for name in platforms if name != host_is]
+
+
+def tag_suffix(platform: str, host_is: str) -> str:
+    """`-arm64` for a foreign platform's local image tags, nothing for the host's own."""
+    return "" if platform == host_is else f"-{architecture(platform)}"

@@ -13,13 +13,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ci.config import OCI
-from ci.engines.seam import Engine, Image, RegistryAuth
-from ci.manifest import Manifest, compare, empty_dirs
-from ci.report import Report, StageFailure
-from ci.scenario import DEFINITION, LEVELS, TIME_ZONE, Level, Scenario, fail_on, fail_unless
-from ci.stages import probe_versions
-from ci.versions import TOOLS
+from ci.core.errors import StageFailure
+from ci.core.labels import OCI
+from ci.core.report import Report
+from ci.core.versions import TOOLS
+from ci.engines.seam import Engine, Image
+from ci.image.probe import probe_versions
+from ci.oci.auth import RegistryAuth
+from ci.stages.manifest import Manifest
+from ci.stages.scenario import DEFINITION, LEVELS, TIME_ZONE, Level, Scenario, fail_unless, prove_restored
 
 STAGE = "upgrade"
 
@@ -59,11 +61,11 @@ async def last_release(
 async def check(
     engine: Engine, candidate: Image, candidate_versions: Mapping[str, str], previous: Previous, report: Report
 ) -> None:
-    report.notes.append(describe(previous, candidate_versions))
+    report.notes.append(versions_note(previous, candidate_versions))
     await Upgrade(engine, candidate, previous, report).run()
 
 
-def describe(previous: Previous, candidate_versions: Mapping[str, str]) -> str:
+def versions_note(previous: Previous, candidate_versions: Mapping[str, str]) -> str:
     sides = [
         f"{who}: " + ", ".join(f"{tool} {version}" for tool, version in versions.items())
         for who, versions in (("previous", previous.versions), ("candidate", candidate_versions))
@@ -122,7 +124,7 @@ class Upgrade:
         chain = [old.archives[lv.name] for lv in LEVELS[: LEVELS.index(level) + 1]]
         with self.report.step(STAGE, f"{level.name}: the candidate restores {version}'s chain"):
             restored = await new.restore_chain(f"upgrade-{level.name}", chain)
-            fail_on(compare(expected, restored, may_be_missing=empty_dirs(expected)), f"restore of {level.name}")
+            prove_restored(expected, restored, f"restore of {level.name}")
         with self.report.step(STAGE, f"{level.name}: the candidate's PITR from {version}'s catalog"):
             await new.prove_point_in_time(level, previous, expected)
         return expected
@@ -136,4 +138,4 @@ class Upgrade:
             expected = await new.change_data(full)
             archive = await new.archive_of(full, await new.back_up(full))
             restored = await old.restore_chain("rollback", [archive])
-            fail_on(compare(expected, restored, may_be_missing=empty_dirs(expected)), f"{version}'s restore")
+            prove_restored(expected, restored, f"{version}'s restore")

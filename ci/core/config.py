@@ -13,42 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ci.platforms import architecture, host_platform
-from ci.versions import VersionError, locked_dar_backup_version, parse_release_version
+from ci.core.errors import UsageError
+from ci.core.labels import DEFAULT_SOURCE, IMAGE_NAME
+from ci.core.platforms import host_platform, tag_suffix
+from ci.core.versions import locked_dar_backup_version, parse_release_version
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BASE_IMAGE = "ubuntu:24.04"
 DEV_IMAGE_VERSION = "0.0.0-dev"
-IMAGE_NAME = "dar-backup"
-TITLE = "dar-backup"
-DESCRIPTION = "dar, par2 and the dar-backup wrapper for verified container backups, run as a non-root user"
-AUTHORS = "dar-backup-image maintainers"
-DEFAULT_SOURCE = "https://github.com/per2jensen/dar-backup-image"
-
-OCI = "org.opencontainers.image"
-# Present on every final image; base.digest joins them when the base has a registry digest.
-REQUIRED_OCI_KEYS = (
-    "title",
-    "description",
-    "version",
-    "created",
-    "revision",
-    "source",
-    "url",
-    "licenses",
-    "authors",
-    "base.name",
-    "ref.name",
-)
-TOOL_LABELS = {
-    "dar-backup": "org.dar-backup.version",
-    "dar": "org.dar-backup.dar.version",
-    "par2": "org.dar-backup.par2.version",
-}
-
-
-class ConfigError(ValueError):
-    """A run that cannot start; the message is the one line the user sees."""
 
 
 @dataclass(frozen=True)
@@ -72,36 +44,11 @@ class RunConfig:
 
     def local_tag(self, platform: str) -> str:
         """`dar-backup:VERSION` for the host's platform, `dar-backup:VERSION-arm64` for a foreign one."""
-        suffix = "" if platform == host_platform() else f"-{architecture(platform)}"
-        return f"{IMAGE_NAME}:{self.image_version}{suffix}"
+        return f"{IMAGE_NAME}:{self.image_version}{tag_suffix(platform, host_platform())}"
 
     @property
     def ref_name(self) -> str:
         return f"{self.repo}:{self.image_version}" if self.repo else f"{IMAGE_NAME}:{self.image_version}"
-
-
-def oci_labels(config: RunConfig) -> dict[str, str]:
-    """The OCI annotations every final image carries, as the run declares them."""
-    labels = {
-        f"{OCI}.title": TITLE,
-        f"{OCI}.description": DESCRIPTION,
-        f"{OCI}.version": config.image_version,
-        f"{OCI}.created": config.created,
-        f"{OCI}.revision": config.revision,
-        f"{OCI}.source": config.source,
-        f"{OCI}.url": config.source,
-        f"{OCI}.licenses": config.licenses,
-        f"{OCI}.authors": AUTHORS,
-        f"{OCI}.base.name": config.base_image,
-        f"{OCI}.ref.name": config.ref_name,
-    }
-    if config.base_digest:
-        labels[f"{OCI}.base.digest"] = config.base_digest
-    return labels
-
-
-def tool_labels(versions: Mapping[str, str]) -> dict[str, str]:
-    return {TOOL_LABELS[tool]: version for tool, version in versions.items()}
 
 
 def _git(root: Path, *args: str) -> str | None:
@@ -126,7 +73,7 @@ def created_timestamp(env: Mapping[str, str]) -> str:
     try:
         seconds = int(epoch) if epoch else int(time.time())
     except ValueError:
-        raise ConfigError(f"SOURCE_DATE_EPOCH must be whole seconds, got {epoch!r}") from None
+        raise UsageError(f"SOURCE_DATE_EPOCH must be whole seconds, got {epoch!r}") from None
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
@@ -164,7 +111,7 @@ def source_url(env: Mapping[str, str], root: Path) -> str:
     if override is not None:
         parts = urllib.parse.urlsplit(override)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
-            raise ConfigError("DAR_BACKUP_SOURCE_URL must be an http(s) URL without credentials")
+            raise UsageError("DAR_BACKUP_SOURCE_URL must be an http(s) URL without credentials")
         return override.rstrip("/")
     if env.get("GITHUB_SERVER_URL") and env.get("GITHUB_REPOSITORY"):
         return f"{env['GITHUB_SERVER_URL'].rstrip('/')}/{env['GITHUB_REPOSITORY']}"
@@ -189,18 +136,15 @@ def build_config(
     locked = locked_dar_backup_version(root / "docker/requirements.txt")
     wanted_image = image_version if image_version is not None else DEV_IMAGE_VERSION
     wanted_dar_backup = dar_backup_version if dar_backup_version is not None else locked
-    try:
-        image = parse_release_version(wanted_image, "image version")
-        dar_backup = parse_release_version(wanted_dar_backup, "dar-backup version")
-    except VersionError as err:
-        raise ConfigError(str(err)) from None
+    image = parse_release_version(wanted_image, "image version")
+    dar_backup = parse_release_version(wanted_dar_backup, "dar-backup version")
     if str(dar_backup) != locked:
-        raise ConfigError(
+        raise UsageError(
             f"dar-backup version {dar_backup} is not the one docker/requirements.txt locks ({locked}); "
             "regenerate the lock file (README: Updating dar-backup)"
         )
     if repo is not None and (not repo or repo != repo.strip() or ":" in repo.rsplit("/", 1)[-1]):
-        raise ConfigError(f"--repo must be REGISTRY/NAME without a tag, got {repo!r}")
+        raise UsageError(f"--repo must be REGISTRY/NAME without a tag, got {repo!r}")
     return RunConfig(
         image_version=str(image),
         dar_backup_version=str(dar_backup),

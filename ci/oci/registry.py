@@ -15,32 +15,13 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
-from ci.engines.seam import RegistryAuth, read_secret
+from ci.core.errors import RegistryError
+from ci.oci.auth import RegistryAuth, read_secret, split_repo
+from ci.oci.media import MANIFEST_TYPES
 
-MANIFEST_TYPES = ", ".join(
-    [
-        "application/vnd.oci.image.index.v1+json",
-        "application/vnd.oci.image.manifest.v1+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-        "application/vnd.docker.distribution.manifest.v2+json",
-    ]
-)
-DOCKER_HUB = "registry-1.docker.io"
 # Tags are read a page at a time; a listing longer than this is refused rather than truncated.
 TAGS_PAGE_SIZE = 100
 MAX_TAG_PAGES = 500
-
-
-class RegistryError(Exception):
-    pass
-
-
-def split_repo(repo: str) -> tuple[str, str]:
-    """(registry host, repository path): `host[:port]/path`, or Docker Hub for `user/name`."""
-    first, _, rest = repo.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        return (DOCKER_HUB if first == "docker.io" else first), rest
-    return DOCKER_HUB, repo if "/" in repo else f"library/{repo}"
 
 
 def is_loopback(host: str) -> bool:
@@ -50,13 +31,6 @@ def is_loopback(host: str) -> bool:
 def base_url(host: str) -> str:
     # Like the Docker daemon: plain HTTP only for the loopback registry.
     return f"{'http' if is_loopback(host) else 'https'}://{host}"
-
-
-def docker_config(address: str, username: str, password: str) -> str:
-    """A docker config.json holding one registry login, for tools (cosign) that read it."""
-    key = "https://index.docker.io/v1/" if address == "docker.io" else address
-    auth = base64.b64encode(f"{username}:{password}".encode()).decode()
-    return json.dumps({"auths": {key: {"auth": auth}}})
 
 
 _LINK_VALUE = re.compile(r'\s*<([^>]*)>\s*((?:;\s*[\w*-]+\s*=\s*(?:"[^"]*"|[^;,"]*)\s*)*)(?:,|$)')

@@ -1,0 +1,1 @@
+"""What is checked on one image: its tools' versions, its labels, its SBOM."""

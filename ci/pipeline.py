@@ -1,0 +1,69 @@
+"""The pipeline as its stages: base → final → test for each platform, then upgrade check and release."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from ci.core.config import REPO_ROOT, RunConfig
+from ci.core.log import say
+from ci.core.report import Report
+from ci.engines.seam import Engine
+from ci.engines.select import open_engine
+from ci.release import refresh
+from ci.release.plan import Plan, preflight
+from ci.release.publish import release
+from ci.stages import build, scenario, upgrade
+from ci.stages.build import Built
+
+# The commands that publish, and so pass the release gate before anything is built.
+PUBLISHING = ("release", "refresh")
+
+
+async def build_platform(
+    engine: Engine, command: str, config: RunConfig, platform: str, report: Report
+) -> Built | None:
+    """base → final → test for one platform, as far as the command goes; its steps name the platform."""
+    with report.on_platform(platform) as facts:
+        base_ref, base_digest = await engine.resolve_base(config.base_image, platform)
+        if base_ref != config.base_image:
+            say("pipeline", f"{platform}: building FROM {base_ref} instead of {config.base_image}")
+        config = dataclasses.replace(config, base_image=base_ref, base_digest=base_digest)
+        facts.update(base_image=base_ref, base_digest=base_digest or "")
+        base_image = await build.base(engine, config, platform, report)
+        if command == "base":
+            return None
+        built = await build.final(engine, config, platform, base_image, report)
+        facts.update(image=built.image.description, **{f"{k}_version": v for k, v in built.versions.items()})
+        if command != "final":
+            await scenario.test_image(engine, built.image, report)
+        return built
+
+
+async def pipeline(command: str, engine: Engine, config: RunConfig, report: Report, plan: Plan | None = None) -> None:
+    # The upgrade check runs on the first platform: archives are the same bytes on every one.
+    first = config.platforms[0]
+    # A previous image asked for by name is pulled first: a wrong ref fails before anything is built.
+    previous = (
+        await upgrade.pull_previous(engine, config.previous_image, None, first, report)
+        if config.previous_image
+        else None
+    )
+    tested = [built for p in config.platforms if (built := await build_platform(engine, command, config, p, report))]
+    if command in ("base", "final"):
+        return
+    if plan is not None:
+        previous = await upgrade.last_release(engine, plan.previous, plan.auth, first, report)
+    if previous is not None:
+        await upgrade.check(engine, tested[0].image, tested[0].versions, previous, report)
+    if plan is not None and command == "refresh":
+        plan = await refresh.worth_releasing(engine, plan, tested, report)
+    if plan is not None:
+        await release(engine, config, plan, tested, report)
+
+
+async def execute(engine_name: str, config: RunConfig, report: Report, command: str, env: Mapping[str, str]) -> None:
+    # A release is refused before the engine is even opened when its gate says no.
+    plan = preflight(config, env, REPO_ROOT, report) if command in PUBLISHING else None
+    async with open_engine(engine_name, config.run_id, REPO_ROOT) as engine:
+        await pipeline(command, engine, config, report, plan)

@@ -1,0 +1,305 @@
+"""Publishing a tested release: push it by digest, verify, sign, move the floating tags, record.
+
+Order matters: nothing is pushed before every gate passed; no floating tag moves before the
+pushed digest was read back, re-gated, signed, its SBOM attested and both verified; the
+history changes only after all of that. What was pushed is a `Candidate`: any failure from the
+push on withdraws it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ci.core.config import RunConfig
+from ci.core.errors import PipelineError, RegistryError, StageFailure
+from ci.core.labels import OCI
+from ci.core.report import Report
+from ci.engines.seam import Engine, Image
+from ci.image import sbom
+from ci.image.gates import label_gate, refuse, same_versions
+from ci.image.probe import gate_image
+from ci.image.sbom import write_sbom
+from ci.oci import media
+from ci.oci.auth import SecretRef, docker_config, read_secret
+from ci.oci.registry import is_loopback
+from ci.release import history, signing
+from ci.release.plan import STAGE, Plan
+from ci.stages.build import Built
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Published:
+    """One platform of the release, as the registry serves it."""
+
+    built: Built
+    digest: str
+    image: Image
+    sbom: str
+
+
+def history_values(
+    config: RunConfig,
+    plan: Plan,
+    digest: str,
+    versions: Mapping[str, str],
+    platforms: Mapping[str, Mapping[str, Any]],
+    signed: Mapping[str, str],
+) -> dict[str, Any]:
+    return {
+        "tag": str(plan.version),
+        "image_ref": f"{plan.repo}@{digest}",
+        "digest": digest,
+        "dar_backup_version": versions["dar-backup"],
+        "dar_version": versions["dar"],
+        "par2_version": versions["par2"],
+        "git_revision": config.revision,
+        "created": config.created,
+        "signing": dict(signed),
+        "platforms": {name: dict(facts) for name, facts in platforms.items()},
+        "notes": plan.notes,
+    }
+
+
+def platform_values(
+    built: Built, digest: str, image_id: str, sbom_text: str, signed: Mapping[str, str]
+) -> dict[str, Any]:
+    """What the history keeps of one platform."""
+    return {
+        "digest": digest,
+        "image_id": image_id,
+        "base_image": built.labels[f"{OCI}.base.name"],
+        "base_digest": built.labels.get(f"{OCI}.base.digest"),
+        "packages_sha256": sbom.package_set_sha256(json.loads(sbom_text)),
+        "sbom_sha256": hashlib.sha256(sbom_text.encode()).hexdigest(),
+        **signed,
+    }
+
+
+@dataclass
+class Candidate:
+    """What a release pushed, owned until the history records it: any failure withdraws all of it.
+
+    `pushed` holds the tag's digest first (the manifest, or the index), then each platform manifest.
+    """
+
+    plan: Plan
+    pushed: list[str] = field(default_factory=list)
+
+    @property
+    def digest(self) -> str:
+        return self.pushed[0]
+
+    async def guard(self, what: str, work: Awaitable[T]) -> T:
+        """Await work on the candidate; on any failure withdraw it, and say so in the error."""
+        try:
+            return await work
+        except Exception as err:
+            outcome = self.withdraw()
+            if not isinstance(err, PipelineError):
+                err.add_note(f"{what} of {self.plan.ref}: {outcome}")
+                raise
+            # The withdrawal's outcome leads: the first line is the one every summary shows.
+            raise StageFailure(f"{what} of {self.plan.ref} failed ({outcome}): {err}") from None
+
+    def withdraw(self) -> str:
+        """Remove the candidate (index and platform manifests) and whatever cosign stored for it."""
+        plan = self.plan
+        try:
+            outcome = plan.registry.delete(self.pushed[0])
+            for digest in self.pushed[1:]:
+                plan.registry.delete(digest)
+            for digest in self.pushed:
+                for tag in signing.signature_tags(digest):
+                    stored_digest = plan.registry.digest(tag)
+                    if stored_digest is not None:
+                        plan.registry.delete(stored_digest)
+        except RegistryError as err:
+            return f"could not remove the candidate tag ({err}): remove {plan.ref} by hand"
+        return {
+            "removed": f"removed {plan.ref}",
+            "absent": f"{plan.ref} is not in the registry",
+            "not allowed": f"the registry does not allow deletes: remove {plan.ref} by hand",
+        }[outcome]
+
+
+async def release(engine: Engine, config: RunConfig, plan: Plan, tested: Sequence[Built], report: Report) -> None:
+    # The version gate already ran on these very images in the final stage; labels are checked here.
+    for built in tested:
+        with report.on_platform(built.platform), report.step(STAGE, "label gate on the tested image"):
+            refuse(label_gate(await engine.labels(built.image, list(built.labels)), built.labels))
+    with report.step(STAGE, "one set of tool versions for every platform"):
+        refuse(same_versions({built.platform: built.versions for built in tested}))
+    if config.dry_run:
+        with report.step(STAGE, "dry run: what a release would publish"):
+            dry_run(config, plan, tested)
+        return
+    identity = plan.identity
+    if identity is None:
+        raise StageFailure("a release that is not a dry run needs a signing identity")
+    with report.step(STAGE, "build the signing tools image (cosign)"):
+        tools = await signing.build_tools(engine)
+    names = [built.platform for built in tested]
+    with report.step(STAGE, f"push {plan.ref} ({', '.join(names)})"):
+        candidate = Candidate(plan, [await engine.publish([built.image for built in tested], plan.ref, plan.auth)])
+    digest = candidate.digest
+    with report.step(STAGE, f"read back {plan.ref}: {digest} names {', '.join(names)}"):
+        digests = await candidate.guard("verification", read_back(plan, digest, names))
+        candidate.pushed += [d for d in digests.values() if d != digest]
+    published = [await verify_platform(engine, config, candidate, built, digests, report) for built in tested]
+    with tempfile.TemporaryDirectory(prefix="dar-backup-ci-cosign-") as private_dir:
+        login = registry_config(plan, Path(private_dir))
+        cosign = signing.Cosign(engine, tools, identity, is_loopback(plan.registry.host), login)
+        signed, platforms = await sign_and_verify(cosign, candidate, published, report)
+    for tag in plan.floating:
+        with report.step(STAGE, f"move {plan.repo}:{tag}"):
+            try:
+                moved = plan.registry.tag(digest, tag)
+            except RegistryError as err:
+                raise StageFailure(f"moving {tag}: {err}") from None
+            if moved != digest:
+                raise StageFailure(f"{plan.repo}:{tag} points at {moved}, not {digest}")
+    with report.step(STAGE, "append the build history"):
+        values = history_values(config, plan, digest, tested[0].versions, platforms, signed)
+        history.append(plan.history_path, history.next_entry(plan.builds, values))
+
+
+async def verify_platform(
+    engine: Engine, config: RunConfig, candidate: Candidate, built: Built, digests: Mapping[str, str], report: Report
+) -> Published:
+    """One platform as the registry serves it: pulled by its digest, gated, its SBOM naming that digest."""
+    digest = digests[built.platform]
+    where = f"{candidate.plan.repo}@{digest}"
+    with report.on_platform(built.platform):
+        with report.step(STAGE, f"verify {where}"):
+            pulled = await candidate.guard("verification", pull_and_gate(engine, where, candidate.plan, built))
+        with report.step(STAGE, "SBOM of the published image"):
+            written = write_sbom(engine, pulled, built.platform, config, built.versions, report, digest)
+            sbom_text = await candidate.guard("the SBOM", written)
+    return Published(built, digest, pulled, sbom_text)
+
+
+async def sign_and_verify(
+    cosign: signing.Cosign, candidate: Candidate, published: Sequence[Published], report: Report
+) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    """Sign what the tag names, attest the SBOMs, verify it all; what the history keeps of it.
+
+    An index is signed with `--recursive` (each platform manifest gets the signature too) and
+    carries every platform's SBOM, so a user verifying the tag finds them; each platform
+    manifest carries its own.
+    """
+    plan, digest = candidate.plan, candidate.digest
+    index = len(published) > 1
+    sboms = [item.sbom for item in published]
+    with report.step(STAGE, f"sign {plan.repo}@{digest}" + (" and every platform manifest" if index else "")):
+        public_key = await candidate.guard("signing", cosign.public_key())
+        await candidate.guard("signing", cosign.sign(plan.repo, digest, recursive=index))
+    for item in published:
+        with report.on_platform(item.built.platform), report.step(STAGE, "attest the SBOM"):
+            for subject in dict.fromkeys((item.digest, digest)):
+                await candidate.guard("signing", cosign.attest(plan.repo, subject, item.sbom))
+    with report.step(STAGE, f"verify the signature and the SBOM attestations of {plan.ref}"):
+        signed = {"identity": signing.identity_record(cosign.identity, public_key)}
+        check = verify(cosign, plan, plan.ref, digest, public_key, sboms)
+        signed |= await candidate.guard("signature verification", check)
+    platforms: dict[str, dict[str, Any]] = {}
+    for item in published:
+        if index:
+            step = f"verify the signature and the SBOM attestation of {plan.repo}@{item.digest}"
+            with report.on_platform(item.built.platform), report.step(STAGE, step):
+                check = verify(cosign, plan, f"{plan.repo}@{item.digest}", item.digest, public_key, [item.sbom])
+                records = await candidate.guard("signature verification", check)
+        else:
+            records = {k: v for k, v in signed.items() if k != "identity"}
+        platforms[item.built.platform] = platform_values(
+            item.built, item.digest, item.image.image_id or "", item.sbom, records
+        )
+    return signed, platforms
+
+
+async def verify(
+    cosign: signing.Cosign, plan: Plan, ref: str, digest: str, public_key: str | None, sboms: Sequence[str]
+) -> dict[str, str]:
+    """ref (a tag, or the digest) names digest, whose signature and SBOM attestations verify; where they are."""
+    await cosign.verify(ref, digest, public_key)
+    await cosign.verify_attestation(ref, digest, public_key, sboms)
+    return {**await stored(plan, digest, "signature"), **await stored(plan, digest, "attestation")}
+
+
+def dry_run(config: RunConfig, plan: Plan, tested: Sequence[Built]) -> None:
+    after_push = "known after the push"
+    platforms = {
+        built.platform: {
+            **platform_values(built, after_push, built.image.image_id or "", built.sbom, {}),
+            "digest": after_push,
+        }
+        for built in tested
+    }
+    values = history_values(config, plan, after_push, tested[0].versions, platforms, {})
+    entry = {**values, "build_number": len(plan.builds) + 1, "digest": None, "image_ref": None, "signing": None}
+    print(
+        json.dumps(
+            {
+                "tags": [plan.ref, *(f"{plan.repo}:{t}" for t in plan.floating)],
+                "platforms": [built.platform for built in tested],
+                "labels": {built.platform: built.labels for built in tested},
+                "history_entry": entry,
+                "signs": "nothing: a dry run builds and validates the SBOMs only",
+            },
+            indent=2,
+        ),
+        flush=True,
+    )
+
+
+async def read_back(plan: Plan, digest: str, platforms: Sequence[str]) -> dict[str, str]:
+    """platform → manifest digest of what the tag names: the pushed digest, holding exactly these platforms."""
+    served = plan.registry.digest(str(plan.version))
+    if served != digest:
+        raise StageFailure(f"the registry serves {served} for {plan.ref}, the push reported {digest}")
+    if len(platforms) == 1:
+        return {platforms[0]: digest}
+    media_type, body = plan.registry.manifest(digest)
+    try:
+        document = json.loads(body)
+    except ValueError as err:
+        raise RegistryError(f"the index {digest} is not JSON: {err}") from None
+    found = media.index_platforms(document)
+    if sorted(found) != sorted(platforms):
+        raise StageFailure(f"the index {digest} ({media_type}) holds {sorted(found)}, not {sorted(platforms)}")
+    return found
+
+
+async def pull_and_gate(engine: Engine, where: str, plan: Plan, built: Built) -> Image:
+    pulled = await engine.pull(where, plan.auth, built.platform)
+    await gate_image(engine, pulled, built.labels, built.versions)
+    return pulled
+
+
+def registry_config(plan: Plan, private_dir: Path) -> SecretRef | None:
+    """The registry login as a docker config file in a private temp dir, for cosign to push with."""
+    if plan.auth is None:
+        return None
+    path = private_dir / "config.json"
+    path.touch(mode=0o600)
+    path.write_text(docker_config(plan.auth.address, plan.auth.username, read_secret(plan.auth.password)))
+    return SecretRef(f"file://{path}")
+
+
+async def stored(plan: Plan, digest: str, kind: str) -> dict[str, str]:
+    """Where cosign stored the signature or attestations of digest: `{kind: tag, kind_digest: digest}`."""
+    tag = signing.signature_tags(digest)[("signature", "attestation").index(kind)]
+    try:
+        found = plan.registry.digest(tag)
+    except RegistryError as err:
+        raise StageFailure(f"reading {plan.repo}:{tag}: {err}") from None
+    if found is None:
+        raise StageFailure(f"cosign reported success but {plan.repo}:{tag} is not in the registry")
+    return {kind: f"{plan.repo}:{tag}", f"{kind}_digest": found}

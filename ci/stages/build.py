@@ -1,0 +1,73 @@
+"""The build stages, engine-neutral: base, then final (same Dockerfile, labels applied) and its gates.
+
+Nothing is built twice in one run: the final image is what the test stage runs and release publishes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ci.core.config import RunConfig
+from ci.core.labels import oci_labels, tool_labels
+from ci.core.report import Report
+from ci.core.versions import TOOLS
+from ci.engines.seam import BuildSpec, Engine, Image
+from ci.image.gates import refuse, version_gate
+from ci.image.probe import probe_versions
+from ci.image.sbom import write_sbom
+from ci.oci.auth import SecretRef
+
+
+@dataclass(frozen=True)
+class Built:
+    platform: str
+    image: Image
+    versions: dict[str, str]
+    labels: dict[str, str]
+    sbom: str
+
+
+def build_secrets(env: Mapping[str, str]) -> dict[str, SecretRef]:
+    """The extra CA of a TLS-intercepting proxy, when the host has one, as a BuildKit secret."""
+    cert = env.get("PIP_CERT")
+    if cert and Path(cert).is_file():
+        return {"pip_cert": SecretRef(f"file://{Path(cert).resolve()}")}
+    return {}
+
+
+def build_args(config: RunConfig) -> dict[str, str]:
+    return {"BASE_IMAGE": config.base_image, "DAR_BACKUP_VERSION": config.dar_backup_version}
+
+
+async def base(engine: Engine, config: RunConfig, platform: str, report: Report) -> Image:
+    with report.step("base", f"build target base FROM {config.base_image}"):
+        spec = BuildSpec("base", build_args(config), secrets=build_secrets(os.environ), platform=platform)
+        return await engine.build(spec)
+
+
+async def final(engine: Engine, config: RunConfig, platform: str, base_image: Image, report: Report) -> Built:
+    with report.step("final", "dar and par2 versions of the base"):
+        versions = await probe_versions(engine, base_image, ("dar", "par2"))
+    versions = {"dar-backup": config.dar_backup_version, **versions}
+    labels = {**oci_labels(config), **tool_labels(versions)}
+    with report.step("final", f"build target final with dar-backup {config.dar_backup_version}"):
+        spec = BuildSpec(
+            "final",
+            build_args(config),
+            labels,
+            build_secrets(os.environ),
+            config.local_tag(platform),
+            platform=platform,
+        )
+        image = await engine.build(spec)
+    with report.step("final", "version gate: tool versions in the image equal the declared ones"):
+        refuse(version_gate(await probe_versions(engine, image, TOOLS), versions))
+    with report.step(
+        "final",
+        "SBOM: CycloneDX 1.6 of the image, schema-valid, tool versions equal the labels, packages for the platform",
+    ):
+        document = await write_sbom(engine, image, platform, config, versions, report)
+    return Built(platform, image, versions, labels, document)
