@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ci.core.errors import UsageError
-from ci.core.labels import DEFAULT_SOURCE, IMAGE_NAME
+from ci.core.names import DEFAULT_SOURCE, IMAGE_NAME
 from ci.core.platforms import host_platform, tag_suffix
 from ci.core.versions import locked_dar_backup_version, parse_release_version
 

@@ -3,16 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ci.core.config import RunConfig
-
-IMAGE_NAME = "dar-backup"
-TITLE = "dar-backup"
-DESCRIPTION = "dar, par2 and the dar-backup wrapper for verified container backups, run as a non-root user"
-AUTHORS = "dar-backup-image maintainers"
-DEFAULT_SOURCE = "https://github.com/per2jensen/dar-backup-image"
+from ci.core.config import RunConfig
+from ci.core.names import AUTHORS, DESCRIPTION, TITLE
 
 OCI = "org.opencontainers.image"
 # Present on every final image; base.digest joins them when the base has a registry digest.

@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from ci.core.config import DEV_IMAGE_VERSION, REPO_ROOT
-from ci.core.labels import IMAGE_NAME
+from ci.core.names import IMAGE_NAME
 from ci.engines.docker import DockerEngine
 from ci.engines.provision import ensure_client, ensure_daemon
 from ci.engines.seam import Image

@@ -14,7 +14,7 @@ from test_image import SEED_DATA
 from test_release import NAME, cosign, release
 
 from ci.core.config import DEV_IMAGE_VERSION, REPO_ROOT
-from ci.core.labels import IMAGE_NAME
+from ci.core.names import IMAGE_NAME
 from ci.core.platforms import SUPPORTED, architecture, host_platform
 from ci.core.versions import locked_dar_backup_version
 from ci.engines.seam import Image
