@@ -1,4 +1,4 @@
-"""The Dagger adapter (dagger-io 0.21.8): the seam mapped onto Directory.docker_build and Container.
+"""The Dagger adapter (the dagger-io pyproject.toml pins): the seam mapped onto Directory.docker_build and Container.
 
 Containers stay lazy Dagger objects kept by key; volumes are cache volumes keyed by the run
 id, so no run ever sees another's data; secrets go by reference (`env://`, `file://`), so no
@@ -64,7 +64,7 @@ class DaggerEngine:
 
     def _build_secret(self, secret_id: str, path: Path) -> dagger.Secret:
         # dockerBuild mounts a secret at /run/secrets/<its name> and refuses one without a name
-        # (core/container.go, v0.21.8); only setSecret names one, and it takes the plaintext.
+        # (the engine's core/container.go); only setSecret names one, and it takes the plaintext.
         try:
             return self.client.set_secret(secret_id, path.read_text())
         except OSError as err:

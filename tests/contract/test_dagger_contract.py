@@ -101,7 +101,7 @@ def build_secrets_by_id(session: RecordingSession) -> dict[str, list[Chain]]:
     """Every secret a dockerBuild received, under the name the engine mounts it by (None: unnamed).
 
     The engine refuses an unnamed one ("secret has no name and cannot be referenced from
-    Dockerfile secret id", core/container.go v0.21.8): only setSecret names a secret.
+    Dockerfile secret id", the engine's core/container.go): only setSecret names a secret.
     """
     received: dict[str, list[Chain]] = {}
     for chain in session.chains.values():
