@@ -96,3 +96,17 @@ def test_the_schema_export_asks_the_introspection_query_of_the_graphql_library()
     """The checks job exports the engine's schema with this file, as the contract tests read it."""
     text = (REPO_ROOT / "tests/contract/introspection.graphql").read_text()
     assert text == graphql.get_introspection_query() + "\n"
+
+
+def test_ci_run_runs_the_test_commands_the_jobs_run():
+    """What a job checks fails here first: .ci/run runs the same scripts/dev commands."""
+    verbs = re.compile(r"scripts/dev (checks|test)\b")
+    in_jobs = {
+        verb
+        for path in WORKFLOWS
+        for job in load(path)["jobs"].values()
+        for step in job["steps"]
+        for verb in verbs.findall(step.get("run", ""))
+    }
+    assert in_jobs == {"checks", "test"}
+    assert set(verbs.findall((REPO_ROOT / ".ci/run").read_text())) == in_jobs
