@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import subprocess
@@ -59,8 +58,9 @@ def _git(root: Path, *args: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def git_revision(root: Path) -> str:
-    return os.environ.get("GITHUB_SHA") or _git(root, "rev-parse", "HEAD") or "unknown"
+def git_revision(root: Path, env: Mapping[str, str]) -> str:
+    """The revision that is built: the checkout's, which GitHub's GITHUB_SHA need not be (see plan)."""
+    return _git(root, "rev-parse", "HEAD") or env.get("GITHUB_SHA") or "unknown"
 
 
 def git_tree_is_clean(root: Path) -> bool:
@@ -149,7 +149,7 @@ def build_config(
         image_version=str(image),
         dar_backup_version=str(dar_backup),
         base_image=base_image or DEFAULT_BASE_IMAGE,
-        revision=git_revision(root),
+        revision=git_revision(root, env),
         created=created_timestamp(env),
         run_id=secrets.token_hex(4),
         repo=repo,

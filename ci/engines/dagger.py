@@ -1,8 +1,9 @@
-"""The Dagger adapter (dagger-io 0.21.8): the seam mapped onto Directory.docker_build and Container.
+"""The Dagger adapter (the dagger-io pyproject.toml pins): the seam mapped onto Directory.docker_build and Container.
 
 Containers stay lazy Dagger objects kept by key; volumes are cache volumes keyed by the run
 id, so no run ever sees another's data; secrets go by reference (`env://`, `file://`), so no
-plaintext ever enters a query.
+plaintext ever enters a query — except a build's secret files, which are public data (a
+proxy's CA bundle): the engine takes only named secrets for a Dockerfile's secret mounts.
 """
 
 from __future__ import annotations
@@ -61,13 +62,21 @@ class DaggerEngine:
         # The engine pulls the base for each platform itself, emulating foreign ones.
         return requested, None
 
+    def _build_secret(self, secret_id: str, path: Path) -> dagger.Secret:
+        # dockerBuild mounts a secret at /run/secrets/<its name> and refuses one without a name
+        # (the engine's core/container.go); only setSecret names one, and it takes the plaintext.
+        try:
+            return self.client.set_secret(secret_id, path.read_text())
+        except OSError as err:
+            raise EngineError(f"cannot read the build secret {secret_id} from {path}: {err.strerror}") from None
+
     async def build(self, spec: BuildSpec) -> Image:
         context = self.client.host().directory(str(self.context), exclude=CONTEXT_EXCLUDE)
         container = context.docker_build(
             dockerfile=spec.dockerfile,
             target=spec.target,
             build_args=[dagger.BuildArg(name=k, value=v) for k, v in spec.build_args.items()],
-            secrets=[self._secret(ref) for ref in spec.secrets.values()],
+            secrets=[self._build_secret(key, path) for key, path in spec.secret_files.items()],
             platform=dagger.Platform(spec.platform) if spec.platform else None,
         )
         for key, value in spec.labels.items():

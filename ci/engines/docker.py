@@ -35,9 +35,8 @@ def build_argv(client: str, spec: BuildSpec, dockerfile: str, iidfile: str, cont
         argv += ["--build-arg", f"{key}={value}"]
     for key, value in spec.labels.items():
         argv += ["--label", f"{key}={value}"]
-    for secret_id, ref in spec.secrets.items():
-        source = f"env={ref.target}" if ref.scheme == "env" else f"src={ref.target}"
-        argv += ["--secret", f"id={secret_id},{source}"]
+    for secret_id, path in spec.secret_files.items():
+        argv += ["--secret", f"id={secret_id},src={path}"]
     if spec.tag:
         argv += ["--tag", spec.tag]
     if spec.platform:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from ci.oci.auth import RegistryAuth, SecretRef
@@ -18,7 +19,10 @@ class BuildSpec:
     target: str
     build_args: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
-    secrets: Mapping[str, SecretRef] = field(default_factory=dict)
+    # BuildKit secret mounts by id (`--mount=type=secret,id=…`): files kept out of every layer,
+    # but public data (a proxy's CA bundle). Dagger's dockerBuild takes only named secrets, and
+    # naming one puts its plaintext in the query, so a password or key must never come here.
+    secret_files: Mapping[str, Path] = field(default_factory=dict)
     tag: str | None = None
     dockerfile: str = "docker/Dockerfile"
     # `linux/arm64`; None builds for the engine's own platform.

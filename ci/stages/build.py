@@ -18,7 +18,6 @@ from ci.engines.seam import BuildSpec, Engine, Image
 from ci.image.gates import refuse, version_gate
 from ci.image.probe import probe_versions
 from ci.image.sbom import write_sbom
-from ci.oci.auth import SecretRef
 
 
 @dataclass(frozen=True)
@@ -30,11 +29,11 @@ class Built:
     sbom: str
 
 
-def build_secrets(env: Mapping[str, str]) -> dict[str, SecretRef]:
+def build_secrets(env: Mapping[str, str]) -> dict[str, Path]:
     """The extra CA of a TLS-intercepting proxy, when the host has one, as a BuildKit secret."""
     cert = env.get("PIP_CERT")
     if cert and Path(cert).is_file():
-        return {"pip_cert": SecretRef(f"file://{Path(cert).resolve()}")}
+        return {"pip_cert": Path(cert).resolve()}
     return {}
 
 
@@ -44,7 +43,7 @@ def build_args(config: RunConfig) -> dict[str, str]:
 
 async def base(engine: Engine, config: RunConfig, platform: str, report: Report) -> Image:
     with report.step("base", f"build target base FROM {config.base_image}"):
-        spec = BuildSpec("base", build_args(config), secrets=build_secrets(os.environ), platform=platform)
+        spec = BuildSpec("base", build_args(config), secret_files=build_secrets(os.environ), platform=platform)
         return await engine.build(spec)
 
 

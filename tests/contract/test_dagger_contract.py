@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,8 +92,33 @@ def test_test_stage_passes_on_dagger_with_every_query_valid(schema, tmp_path, mo
     assert len(recorded.session.queries) > 100
 
 
-def test_builds_both_targets_with_pinned_args_and_secret_by_reference(schema, tmp_path, monkeypatch):
+def dockerfile_secret_ids(dockerfile: str) -> set[str]:
+    """The ids a Dockerfile's `RUN --mount=type=secret,id=…` mounts."""
+    return set(re.findall(r"--mount=type=secret,id=([\w.-]+)", (REPO_ROOT / dockerfile).read_text()))
+
+
+def build_secrets_by_id(session: RecordingSession) -> dict[str, list[Chain]]:
+    """Every secret a dockerBuild received, under the name the engine mounts it by (None: unnamed).
+
+    The engine refuses an unnamed one ("secret has no name and cannot be referenced from
+    Dockerfile secret id", the engine's core/container.go): only setSecret names a secret.
+    """
+    received: dict[str, list[Chain]] = {}
+    for chain in session.chains.values():
+        for build in calls(chain, "dockerBuild"):
+            ids = dockerfile_secret_ids(build["dockerfile"])
+            for secret in build.get("secrets") or []:
+                made = session.expand(secret)
+                named = calls(made, "setSecret")
+                name = named[0]["name"] if named else None
+                assert name in ids, f"{build['dockerfile']} mounts {sorted(ids)}, dockerBuild got {made}"
+                received.setdefault(name, []).append(made)
+    return received
+
+
+def test_builds_both_targets_with_pinned_args_and_the_ca_named_as_the_dockerfile_mounts(schema, tmp_path, monkeypatch):
     recorded = run_pipeline(schema, World(), "test", tmp_path, monkeypatch)
+    assert dockerfile_secret_ids("docker/Dockerfile") == {"pip_cert"}
     for target in ("base", "final"):
         build = recorded.build(target)
         assert build["dockerfile"] == "docker/Dockerfile"
@@ -100,10 +126,17 @@ def test_builds_both_targets_with_pinned_args_and_secret_by_reference(schema, tm
             "BASE_IMAGE": "ubuntu:24.04",
             "DAR_BACKUP_VERSION": "1.1.11",
         }
+        # The CA bundle is public: it goes by value, named as the Dockerfile mounts it.
         assert [recorded.session.expand(s) for s in build["secrets"]] == [
-            (("secret", {"uri": f"file://{recorded.cert.resolve()}"}),)
+            (("setSecret", {"name": "pip_cert", "plaintext": SECRET_TEXT}),)
         ]
-    assert all(SECRET_TEXT not in q and "PLAINTEXT-MARKER" not in q for q in recorded.session.queries)
+    assert set(build_secrets_by_id(recorded.session)) == {"pip_cert"}
+    assert by_value(recorded.session) == {"pip_cert"}
+
+
+def by_value(session: RecordingSession) -> set[str]:
+    """The names of every secret whose plaintext went into a query: only public data may."""
+    return {a["name"] for chain in session.chains.values() for a in calls(chain, "setSecret")}
 
 
 def test_final_image_carries_every_label(schema, tmp_path, monkeypatch):
@@ -297,6 +330,7 @@ def test_release_on_dagger_publishes_by_secret_reference_and_fails_closed(
     assert [(a["address"], a["username"]) for a in auth] == [(auth_registry.address, "releaser")]
     assert recorded.session.expand(auth[0]["secret"]) == (("secret", {"uri": "env://DAR_BACKUP_REGISTRY_PASSWORD"}),)
     assert all(password not in query for query in recorded.session.queries)
+    assert by_value(recorded.session) <= {"pip_cert"}
     assert auth_registry.tags("dar-backup") == []
     assert "append the build history" not in [s.name for s in recorded.report.steps]
 
@@ -373,3 +407,4 @@ def test_cosign_on_dagger_gets_key_password_and_login_by_reference_only(schema, 
     assert {"--tlog-upload=false", "--recursive"} <= set(calls(cosign_execs["sign"], "withExec")[-1]["args"])
     for marker in ("KEY-MARKER", PASSWORD_TEXT, "LOGIN-MARKER"):
         assert all(marker not in query for query in session.queries)
+    assert by_value(session) == set() and build_secrets_by_id(session) == {}

@@ -64,8 +64,13 @@ def release(
         capture_output=True,
         text=True,
         check=False,
-        env={**os.environ, "DAR_BACKUP_PLATFORMS": HOST, **(env or {})},
+        env={**maintainer_env(), "DAR_BACKUP_PLATFORMS": HOST, **(env or {})},
     )
+
+
+def maintainer_env() -> dict[str, str]:
+    """The environment without the workflow run's commit: these releases are of the clone's own commits."""
+    return {name: value for name, value in os.environ.items() if name != "GITHUB_SHA"}
 
 
 def history_bytes(checkout: Path) -> bytes:
@@ -241,7 +246,7 @@ def release_in_process(engine_class: type[DockerEngine], registry: LocalRegistry
     report = Report("release", "docker")
 
     async def go() -> None:
-        plan = preflight(config, dict(os.environ), checkout, report)
+        plan = preflight(config, maintainer_env(), checkout, report)
         engine = engine_class.open(config.run_id, REPO_ROOT)
         engine.registry = registry  # type: ignore[attr-defined]
         try:

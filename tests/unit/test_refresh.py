@@ -1,7 +1,12 @@
 """Refresh decisions as plain functions: the next version, what changed and how it reads."""
 
 import json
+import subprocess
 
+import pytest
+
+from ci.core.errors import StageFailure, UsageError
+from ci.core.report import Report
 from ci.image.sbom import (
     ImageContents,
     build_bom,
@@ -12,8 +17,9 @@ from ci.image.sbom import (
     parse_os_release,
     render,
 )
+from ci.release.plan import preflight
 from ci.release.refresh import base_change, next_patch, package_changes
-from samples import DISTS, DPKG, HISTORY_ENTRY, OS_RELEASE
+from samples import DISTS, DPKG, HISTORY_ENTRY, OS_RELEASE, release_config
 
 
 def document(dpkg: str = DPKG) -> dict:
@@ -42,3 +48,20 @@ def test_changes_name_each_package_and_the_base():
     last = {**HISTORY_ENTRY, "base_digest": "sha256:" + "a" * 64}
     assert base_change(last, "sha256:" + "b" * 64) == [f"base image sha256:{'a' * 64} → sha256:{'b' * 64}"]
     assert base_change(last, "sha256:" + "a" * 64) == [] and base_change(last, None) == []
+
+
+def test_a_run_for_another_revision_than_the_checkout_is_refused_before_anything(checkout):
+    """Refresh dispatched from a branch checks out the default branch: GITHUB_SHA names the branch's commit."""
+    config = release_config("127.0.0.1:9/dar-backup", checkout, "1.0.1", dry_run=True)
+    head = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    assert config.revision == head.strip()
+    other = {"GITHUB_SHA": "f" * 40, "GITHUB_REF": "refs/heads/feature"}
+    with pytest.raises(UsageError) as refused:
+        preflight(config, other, checkout, Report("refresh", "docker"))
+    assert str(refused.value) == (
+        f"the checkout is {head[:12]} but the run is for ffffffffffff (refs/heads/feature): a release builds, "
+        "labels, records and signs one revision; run it from the default branch"
+    )
+    # The same run for the checked-out commit passes this gate and goes on to the registry (none there).
+    with pytest.raises(StageFailure, match="cannot check the registry"):
+        preflight(config, {"GITHUB_SHA": config.revision}, checkout, Report("refresh", "docker"))

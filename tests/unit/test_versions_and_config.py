@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from ci.cli import main, tag_version
 from ci.core.config import REPO_ROOT, build_config, created_timestamp, project_license
 from ci.core.errors import OutputError, UsageError, VersionError
 from ci.core.labels import oci_labels
@@ -113,3 +114,22 @@ def test_labels_carry_the_declared_values():
     assert labels[f"{prefix}.revision"] == run.revision
     assert f"{prefix}.base.digest" not in labels
     assert all(value for value in labels.values())
+
+
+@pytest.mark.parametrize(
+    ("env", "version"),
+    [
+        ({"GITHUB_REF_TYPE": "tag", "GITHUB_REF_NAME": "v1.2.3"}, "1.2.3"),
+        ({"GITHUB_REF_TYPE": "tag", "GITHUB_REF_NAME": "1.2.3"}, None),
+        ({"GITHUB_REF_TYPE": "branch", "GITHUB_REF_NAME": "v1.2.3"}, None),
+        ({}, None),
+    ],
+)
+def test_a_release_for_a_git_tag_takes_its_version(env, version):
+    assert tag_version(env) == version
+
+
+def test_a_release_for_a_tag_that_is_no_version_is_refused_before_anything(capsys, tmp_path):
+    env = {"GITHUB_REF_TYPE": "tag", "GITHUB_REF_NAME": "v1.2"}
+    assert main(["release", "--repo", "127.0.0.1:9/x", "--report-dir", str(tmp_path)], env=env) == 2
+    assert capsys.readouterr().err == "error: image version '1.2' is not semver MAJOR.MINOR.PATCH (no leading zeros)\n"
