@@ -1,25 +1,18 @@
-from __future__ import annotations
+"""The pinned Dagger API schema the contract tests validate every query against."""
 
-import os
-import sys
-from pathlib import Path
+from __future__ import annotations
 
 import graphql
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from recording import load_schema
-
-REPO = Path(__file__).resolve().parents[2]
-SCHEMA = Path(os.environ.get("DAGGER_SCHEMA", REPO.parent / "shared/dagger/schema-v0.21.8.graphqls"))
+from tests.support.recording import DAGGER_VERSION, SCHEMA, load_schema
 
 
 @pytest.fixture(scope="session")
 def schema() -> graphql.GraphQLSchema:
     if not SCHEMA.is_file():
         pytest.skip(
-            f"Dagger API schema not found at {SCHEMA}: export it from a dagger 0.21.8 engine "
+            f"Dagger API schema not found at {SCHEMA}: export it from a dagger {DAGGER_VERSION} engine "
             "(`dagger query -M --doc introspection.graphql`, the query from graphql.get_introspection_query()) "
             "and set DAGGER_SCHEMA"
         )

@@ -24,9 +24,9 @@ from ci.pipeline import pipeline
 from ci.release.plan import preflight
 from ci.release.signing import KEY_PATH, REGISTRY_CONFIG_DIR, Cosign, build_tools, signing_identity
 from ci.stages.scenario import PATHS
-from recording import Chain, RecordingConnection, RecordingSession, calls
-from samples import DISTS, release_config
-from world import World
+from tests.support.recording import Chain, RecordingConnection, RecordingSession, calls
+from tests.support.samples import DISTS, release_config
+from tests.support.world import World
 
 SECRET_TEXT = "-----BEGIN CERTIFICATE-----PLAINTEXT-MARKER-7f3a"
 

@@ -21,7 +21,7 @@ from ci.core.report import Report
 from ci.engines.docker import RUN_LABEL, DockerEngine
 from ci.engines.seam import Image
 from ci.stages.scenario import Level, Scenario
-from conftest import Docker
+from tests.support.docker import Docker
 
 pytestmark = pytest.mark.engine
 

@@ -17,7 +17,6 @@ import pytest
 from ci.core.config import REPO_ROOT
 from ci.core.errors import SigningError, StageFailure
 from ci.core.labels import REQUIRED_OCI_KEYS
-from ci.core.platforms import host_platform
 from ci.core.report import Report
 from ci.engines.docker import DockerEngine
 from ci.engines.seam import BuildSpec, Image
@@ -27,13 +26,12 @@ from ci.pipeline import pipeline
 from ci.release import history
 from ci.release.plan import preflight
 from ci.release.signing import Cosign, attested_predicates, signing_identity
-from conftest import Docker, KeyPair
-from registry import LocalRegistry, PagingProxy
-from samples import HISTORY_ENTRY, release_config
+from tests.support.docker import Docker, KeyPair
+from tests.support.registry import LocalRegistry, PagingProxy
+from tests.support.releasing import HOST, NAME, cosign, release
+from tests.support.samples import HISTORY_ENTRY, release_config
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry]
-NAME = "dar-backup"
-HOST = host_platform()
 HOST_SBOM = f"reports/{sbom_file(HOST)}"
 
 
@@ -43,29 +41,6 @@ def signing_key(cosign_key: KeyPair, monkeypatch) -> KeyPair:
     for name, value in cosign_key.env().items():
         monkeypatch.setenv(name, value)
     return cosign_key
-
-
-def release(
-    checkout: Path, *args: str, env: dict[str, str] | None = None, command: str = "release"
-) -> subprocess.CompletedProcess[str]:
-    """A release of the host's platform (the two-platform release has a test of its own)."""
-    return subprocess.run(
-        [
-            sys.executable,
-            "ci/main.py",
-            "--engine",
-            "docker",
-            command,
-            "--report-dir",
-            str(checkout / "reports"),
-            *args,
-        ],
-        cwd=checkout,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "DAR_BACKUP_PLATFORMS": HOST, **(env or {})},
-    )
 
 
 def history_bytes(checkout: Path) -> bytes:
@@ -289,14 +264,6 @@ def test_release_gate_reads_every_page_of_tags(registry: LocalRegistry, checkout
     finally:
         proxy.close()
     assert len(registry.tags(NAME)) == 250 and history_bytes(checkout) == before
-
-
-def cosign(docker: Docker, tools: Image, *args: str, key: Path) -> subprocess.CompletedProcess[str]:
-    """cosign as a user runs it to check a release: the public key, the loopback registry."""
-    return docker(
-        "run", "--rm", "--network", "host", "-v", f"{key}:/keys/cosign.pub:ro", tools.ref,
-        *args, "--key", "/keys/cosign.pub", "--insecure-ignore-tlog=true", "--allow-insecure-registry",
-    )  # fmt: skip
 
 
 def test_a_user_verifies_the_release_with_its_public_key_only(

@@ -8,7 +8,7 @@ from ci.oci.auth import split_repo
 from ci.oci.registry import base_url
 from ci.release import history
 from ci.release.tags import floating_tags, newer_than_all
-from samples import AMD64, HISTORY_ENTRY
+from tests.support.samples import AMD64, HISTORY_ENTRY
 
 V = semver.Version.parse
 

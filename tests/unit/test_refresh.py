@@ -18,7 +18,7 @@ from ci.image.sbom import (
 )
 from ci.release.refresh import base_change, next_patch, package_changes, what_changed
 from ci.stages.build import Built
-from samples import AMD64, DISTS, DPKG, HISTORY_ENTRY, OS_RELEASE
+from tests.support.samples import AMD64, DISTS, DPKG, HISTORY_ENTRY, OS_RELEASE
 
 
 def render_document(dpkg: str = DPKG) -> str:

@@ -9,12 +9,24 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import graphql
 
+from ci.core.config import REPO_ROOT
+
+# The SDK pyproject.toml pins, and the schema exported from its engine (DAGGER_SCHEMA names another place).
+DAGGER_VERSION = next(
+    requirement.removeprefix("dagger-io==")
+    for requirement in tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    if requirement.startswith("dagger-io==")
+)
+SCHEMA = Path(os.environ.get("DAGGER_SCHEMA", REPO_ROOT.parent / f"shared/dagger/schema-v{DAGGER_VERSION}.graphqls"))
 Call = tuple[str, dict[str, Any]]
 Chain = tuple[Call, ...]
 Answer = Callable[[Chain, str, dict[str, Any]], Any]
