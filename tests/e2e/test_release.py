@@ -18,6 +18,7 @@ from ci.core.config import REPO_ROOT
 from ci.core.errors import SigningError, StageFailure
 from ci.core.labels import REQUIRED_OCI_KEYS
 from ci.core.report import Report
+from ci.core.versions import TOOLS, locked_dar_backup_version, tool_version
 from ci.engines.docker import DockerEngine
 from ci.engines.seam import BuildSpec, Image
 from ci.image.sbom import sbom_file
@@ -47,7 +48,9 @@ def history_bytes(checkout: Path) -> bytes:
     return (checkout / "doc/build-history.json").read_bytes()
 
 
-def test_release_lands_version_minor_and_latest_with_one_digest(image, registry: LocalRegistry, checkout: Path):
+def test_release_lands_version_minor_and_latest_with_one_digest(
+    docker: Docker, image, registry: LocalRegistry, checkout: Path
+):
     done = release(checkout, "--image-version", "1.2.0", "--repo", f"{registry.address}/{NAME}")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert [t for t in registry.tags(NAME) if not t.startswith("sha256-")] == ["1.2", "1.2.0", "latest"]
@@ -61,10 +64,26 @@ def test_release_lands_version_minor_and_latest_with_one_digest(image, registry:
     assert all(labels.get(f"org.opencontainers.image.{key}") for key in REQUIRED_OCI_KEYS)
     assert labels["org.opencontainers.image.version"] == "1.2.0"
     assert labels["org.opencontainers.image.ref.name"] == f"{registry.address}/{NAME}:1.2.0"
-    assert {labels[k] for k in ("org.dar-backup.version", "org.dar-backup.dar.version", "org.dar-backup.par2.version")}
     builds = history.read(checkout / "doc/build-history.json")
     assert len(builds) == 1
     assert builds[0]["tag"] == "1.2.0" and builds[0]["digest"] == digests.pop()
+    # The tool labels say what the released image itself reports, what the run recorded, and the locked pin.
+    released = f"{registry.address}/{NAME}@{builds[0]['digest']}"
+    try:
+        reported = {
+            tool: tool_version(tool, docker.ok("run", "--rm", "--network", "none", released, tool, "--version"))
+            for tool in TOOLS
+        }
+    finally:
+        docker("rmi", released)
+    assert reported["dar-backup"] == locked_dar_backup_version(checkout / "docker/requirements.txt")
+    assert {tool: builds[0][f"{tool.replace('-', '_')}_version"] for tool in TOOLS} == reported
+    labelled = {
+        "dar-backup": labels.get("org.dar-backup.version"),
+        "dar": labels.get("org.dar-backup.dar.version"),
+        "par2": labels.get("org.dar-backup.par2.version"),
+    }
+    assert labelled == reported
     assert list(builds[0]["platforms"]) == [HOST]
     signed, platform = builds[0]["signing"], builds[0]["platforms"][HOST]
     assert platform["digest"] == builds[0]["digest"]
