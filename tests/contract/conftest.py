@@ -1,21 +1,11 @@
-from __future__ import annotations
+"""The pinned Dagger API schema the contract tests validate every query against."""
 
-import os
-import sys
-from importlib.metadata import version
-from pathlib import Path
+from __future__ import annotations
 
 import graphql
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from recording import load_schema
-
-REPO = Path(__file__).resolve().parents[2]
-# The engine's API is the one of the SDK pyproject.toml pins: the CLI and engine are kept equal to it.
-DAGGER_VERSION = version("dagger-io")
-SCHEMA = Path(os.environ.get("DAGGER_SCHEMA", REPO.parent / f"shared/dagger/schema-v{DAGGER_VERSION}.graphqls"))
+from tests.support.recording import DAGGER_VERSION, SCHEMA, load_schema
 
 
 @pytest.fixture(scope="session")

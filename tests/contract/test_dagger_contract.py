@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
-import dagger
 import pytest
-from dagger.client._core import Context
 
 from ci.cli import run_reported
 from ci.core.config import REPO_ROOT, RunConfig, build_config
@@ -25,9 +24,9 @@ from ci.pipeline import pipeline
 from ci.release.plan import preflight
 from ci.release.signing import KEY_PATH, REGISTRY_CONFIG_DIR, Cosign, build_tools, signing_identity
 from ci.stages.scenario import PATHS
-from recording import Chain, RecordingConnection, RecordingSession, calls
-from samples import DISTS, release_config
-from world import World
+from tests.support.recording import DAGGER_VERSION, Chain, RecordingSession, calls
+from tests.support.samples import DISTS, release_config
+from tests.support.world import World
 
 SECRET_TEXT = "-----BEGIN CERTIFICATE-----PLAINTEXT-MARKER-7f3a"
 
@@ -58,7 +57,7 @@ def run_pipeline(
     cert.write_text(SECRET_TEXT)
     monkeypatch.setenv("PIP_CERT", str(cert))
     session = RecordingSession(schema, world.answer)
-    client = dagger.Client(Context(conn=RecordingConnection(session)))
+    client = session.client()
     config = build_config(
         image_version="1.4.0",
         dar_backup_version=None,
@@ -82,6 +81,14 @@ def run_pipeline(
         return recorded
     anyio.run(go)
     return Recorded(session, config, report, cert)
+
+
+def test_the_installed_sdk_is_the_pinned_one():
+    installed = importlib.metadata.version("dagger-io")
+    assert installed == DAGGER_VERSION, (
+        f"dagger-io {installed} is installed and {DAGGER_VERSION} pinned in pyproject.toml; after a bump, read what "
+        "the new SDK's dagger/client/_core.py calls on conn.session and update tests/support/recording.py"
+    )
 
 
 def test_test_stage_passes_on_dagger_with_every_query_valid(schema, tmp_path, monkeypatch):
@@ -276,7 +283,7 @@ def release_on_dagger(
 ):
     """Run the release stages on the recording session; the host-side gates talk to a real registry."""
     session = RecordingSession(schema, (world or World()).answer)
-    client = dagger.Client(Context(conn=RecordingConnection(session)))
+    client = session.client()
     config = release_config(f"{registry.address}/dar-backup", checkout, "3.1.0", dry_run=dry_run, platforms=platforms)
     report = Report("release", "dagger")
 
@@ -376,7 +383,7 @@ def test_cosign_on_dagger_gets_key_password_and_login_by_reference_only(schema, 
     monkeypatch.setenv("DAR_BACKUP_COSIGN_PASSWORD", PASSWORD_TEXT)
     identity = signing_identity({"DAR_BACKUP_COSIGN_KEY_FILE": str(key), "DAR_BACKUP_COSIGN_PASSWORD": PASSWORD_TEXT})
     session = RecordingSession(schema, World().answer)
-    client = dagger.Client(Context(conn=RecordingConnection(session)))
+    client = session.client()
     digest, sbom = "sha256:" + "e" * 64, json.dumps({"bomFormat": "CycloneDX", "components": []})
 
     async def go() -> None:

@@ -19,11 +19,10 @@ from ci.core.platforms import host_platform
 from ci.core.versions import locked_dar_backup_version
 from ci.image.sbom import sbom_file, tool_versions, validate_schema
 from ci.stages.manifest import MANIFEST_SCRIPT, OWNER_ATTRIBUTES, TREE_ATTRIBUTES, compare, parse
-from conftest import Docker, mounts
+from tests.support.docker import SEED_DATA, Docker, mounts
 
 pytestmark = pytest.mark.engine
 RUN = ("run", "--rm", "--network", "none")
-SEED_DATA = "mkdir -p /data/docs && head -c 2097152 /dev/urandom > /data/docs/two-mib.bin && echo hi > /data/a.txt"
 
 
 def test_versions_match_the_pins(docker: Docker, image: str):

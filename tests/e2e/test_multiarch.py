@@ -10,8 +10,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_image import SEED_DATA
-from test_release import NAME, cosign, release
 
 from ci.core.config import DEV_IMAGE_VERSION, REPO_ROOT
 from ci.core.names import IMAGE_NAME
@@ -23,8 +21,9 @@ from ci.oci import media as oci
 from ci.release import history
 from ci.release.signing import attested_predicates
 from ci.stages.manifest import MANIFEST_SCRIPT, compare, parse
-from conftest import Docker, KeyPair, mounts, run_pipeline
-from registry import LocalRegistry
+from tests.support.docker import SEED_DATA, Docker, KeyPair, mounts, run_pipeline
+from tests.support.registry import LocalRegistry
+from tests.support.releasing import NAME, cosign, release
 
 pytestmark = pytest.mark.engine
 HOST = host_platform()

@@ -17,8 +17,8 @@ import pytest
 from ci.core.config import REPO_ROOT
 from ci.core.errors import SigningError, StageFailure
 from ci.core.labels import REQUIRED_OCI_KEYS
-from ci.core.platforms import host_platform
 from ci.core.report import Report
+from ci.core.versions import TOOLS, locked_dar_backup_version, tool_version
 from ci.engines.docker import DockerEngine
 from ci.engines.seam import BuildSpec, Image
 from ci.image.sbom import sbom_file
@@ -27,13 +27,12 @@ from ci.pipeline import pipeline
 from ci.release import history
 from ci.release.plan import preflight
 from ci.release.signing import Cosign, attested_predicates, signing_identity
-from conftest import Docker, KeyPair
-from registry import LocalRegistry, PagingProxy
-from samples import HISTORY_ENTRY, release_config
+from tests.support.docker import Docker, KeyPair
+from tests.support.registry import LocalRegistry, PagingProxy
+from tests.support.releasing import HOST, NAME, cosign, maintainer_env, release
+from tests.support.samples import HISTORY_ENTRY, release_config
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry]
-NAME = "dar-backup"
-HOST = host_platform()
 HOST_SBOM = f"reports/{sbom_file(HOST)}"
 
 
@@ -45,39 +44,13 @@ def signing_key(cosign_key: KeyPair, monkeypatch) -> KeyPair:
     return cosign_key
 
 
-def release(
-    checkout: Path, *args: str, env: dict[str, str] | None = None, command: str = "release"
-) -> subprocess.CompletedProcess[str]:
-    """A release of the host's platform (the two-platform release has a test of its own)."""
-    return subprocess.run(
-        [
-            sys.executable,
-            "ci/main.py",
-            "--engine",
-            "docker",
-            command,
-            "--report-dir",
-            str(checkout / "reports"),
-            *args,
-        ],
-        cwd=checkout,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**maintainer_env(), "DAR_BACKUP_PLATFORMS": HOST, **(env or {})},
-    )
-
-
-def maintainer_env() -> dict[str, str]:
-    """The environment without the workflow run's commit: these releases are of the clone's own commits."""
-    return {name: value for name, value in os.environ.items() if name != "GITHUB_SHA"}
-
-
 def history_bytes(checkout: Path) -> bytes:
     return (checkout / "doc/build-history.json").read_bytes()
 
 
-def test_release_lands_version_minor_and_latest_with_one_digest(image, registry: LocalRegistry, checkout: Path):
+def test_release_lands_version_minor_and_latest_with_one_digest(
+    docker: Docker, image, registry: LocalRegistry, checkout: Path
+):
     done = release(checkout, "--image-version", "1.2.0", "--repo", f"{registry.address}/{NAME}")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert [t for t in registry.tags(NAME) if not t.startswith("sha256-")] == ["1.2", "1.2.0", "latest"]
@@ -91,10 +64,26 @@ def test_release_lands_version_minor_and_latest_with_one_digest(image, registry:
     assert all(labels.get(f"org.opencontainers.image.{key}") for key in REQUIRED_OCI_KEYS)
     assert labels["org.opencontainers.image.version"] == "1.2.0"
     assert labels["org.opencontainers.image.ref.name"] == f"{registry.address}/{NAME}:1.2.0"
-    assert {labels[k] for k in ("org.dar-backup.version", "org.dar-backup.dar.version", "org.dar-backup.par2.version")}
     builds = history.read(checkout / "doc/build-history.json")
     assert len(builds) == 1
     assert builds[0]["tag"] == "1.2.0" and builds[0]["digest"] == digests.pop()
+    # The tool labels say what the released image itself reports, what the run recorded, and the locked pin.
+    released = f"{registry.address}/{NAME}@{builds[0]['digest']}"
+    try:
+        reported = {
+            tool: tool_version(tool, docker.ok("run", "--rm", "--network", "none", released, tool, "--version"))
+            for tool in TOOLS
+        }
+    finally:
+        docker("rmi", released)
+    assert reported["dar-backup"] == locked_dar_backup_version(checkout / "docker/requirements.txt")
+    assert {tool: builds[0][f"{tool.replace('-', '_')}_version"] for tool in TOOLS} == reported
+    labelled = {
+        "dar-backup": labels.get("org.dar-backup.version"),
+        "dar": labels.get("org.dar-backup.dar.version"),
+        "par2": labels.get("org.dar-backup.par2.version"),
+    }
+    assert labelled == reported
     assert list(builds[0]["platforms"]) == [HOST]
     signed, platform = builds[0]["signing"], builds[0]["platforms"][HOST]
     assert platform["digest"] == builds[0]["digest"]
@@ -294,14 +283,6 @@ def test_release_gate_reads_every_page_of_tags(registry: LocalRegistry, checkout
     finally:
         proxy.close()
     assert len(registry.tags(NAME)) == 250 and history_bytes(checkout) == before
-
-
-def cosign(docker: Docker, tools: Image, *args: str, key: Path) -> subprocess.CompletedProcess[str]:
-    """cosign as a user runs it to check a release: the public key, the loopback registry."""
-    return docker(
-        "run", "--rm", "--network", "host", "-v", f"{key}:/keys/cosign.pub:ro", tools.ref,
-        *args, "--key", "/keys/cosign.pub", "--insecure-ignore-tlog=true", "--allow-insecure-registry",
-    )  # fmt: skip
 
 
 def test_a_user_verifies_the_release_with_its_public_key_only(

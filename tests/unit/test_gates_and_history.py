@@ -8,7 +8,7 @@ from ci.oci.auth import split_repo
 from ci.oci.registry import base_url
 from ci.release import history
 from ci.release.tags import floating_tags, newer_than_all
-from samples import AMD64, HISTORY_ENTRY
+from tests.support.samples import AMD64, HISTORY_ENTRY
 
 V = semver.Version.parse
 
@@ -33,16 +33,22 @@ def test_version_gate_compares_every_declared_tool():
 @pytest.mark.parametrize(
     ("version", "history_tags", "registry_tags", "problems"),
     [
-        ("1.2.0", ["1.1.0"], ["1.1.0", "1.1", "latest"], 0),
-        ("1.1.0", ["1.1.0"], [], 1),
-        ("1.0.9", [], ["1.1.0-rc.1"], 1),
-        ("1.1.0", [], ["1.1.0-rc.1"], 0),
-        ("1.1.0-rc.2", [], ["1.1.0-rc.1"], 0),
-        ("2.0.0", ["3.0.0"], ["4.0.0"], 2),
+        ("1.2.0", ["1.1.0"], ["1.1.0", "1.1", "latest"], []),
+        ("1.1.0", ["1.1.0"], [], ["1.1.0 is not newer than 1.1.0 in the build history"]),
+        ("1.0.9", [], ["1.1.0-rc.1"], ["1.0.9 is not newer than 1.1.0-rc.1 in the registry"]),
+        ("1.1.0", [], ["1.1.0-rc.1"], []),
+        ("1.1.0-rc.2", [], ["1.1.0-rc.1"], []),
+        # The newest of each source is named, not the first or the last listed.
+        (
+            "2.0.0",
+            ["1.0.0", "3.0.0", "2.5.0"],
+            ["4.0.0", "latest", "1.9.9", "sha256-abc.sig"],
+            ["2.0.0 is not newer than 3.0.0 in the build history", "2.0.0 is not newer than 4.0.0 in the registry"],
+        ),
     ],
 )
 def test_version_must_be_newer_than_history_and_registry(version, history_tags, registry_tags, problems):
-    assert len(newer_than_all(V(version), history_tags, registry_tags)) == problems
+    assert newer_than_all(V(version), history_tags, registry_tags) == problems
 
 
 def test_prereleases_move_no_floating_tag():
@@ -111,7 +117,11 @@ def test_malformed_history_is_refused_and_left_alone(tmp_path, document, message
 def test_repository_history_file_is_valid():
     from ci.core.config import REPO_ROOT
 
-    history.read(REPO_ROOT / "doc/build-history.json")
+    path = REPO_ROOT / "doc/build-history.json"
+    document = json.loads(path.read_text())
+    # Reading validates (and raises on any fault); what it gives back is every recorded build, as written.
+    assert document["format"] == history.FORMAT
+    assert history.read(path) == document["builds"]
 
 
 @pytest.mark.parametrize(

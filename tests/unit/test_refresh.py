@@ -3,10 +3,13 @@
 import json
 import subprocess
 
+import anyio
 import pytest
 
 from ci.core.errors import StageFailure, UsageError
+from ci.core.labels import OCI
 from ci.core.report import Report
+from ci.engines.seam import Image
 from ci.image.sbom import (
     ImageContents,
     build_bom,
@@ -18,13 +21,18 @@ from ci.image.sbom import (
     render,
 )
 from ci.release.plan import preflight
-from ci.release.refresh import base_change, next_patch, package_changes
-from samples import DISTS, DPKG, HISTORY_ENTRY, OS_RELEASE, release_config
+from ci.release.refresh import base_change, next_patch, package_changes, what_changed
+from ci.stages.build import Built
+from tests.support.samples import AMD64, DISTS, DPKG, HISTORY_ENTRY, OS_RELEASE, release_config
+
+
+def render_document(dpkg: str = DPKG) -> str:
+    contents = ImageContents(parse_os_release(OS_RELEASE), parse_dpkg(dpkg), parse_distributions(DISTS))
+    return render(build_bom(contents, "1.0.0", "2026-11-26T10:00:00Z"))
 
 
 def document(dpkg: str = DPKG) -> dict:
-    contents = ImageContents(parse_os_release(OS_RELEASE), parse_dpkg(dpkg), parse_distributions(DISTS))
-    return json.loads(render(build_bom(contents, "1.0.0", "2026-11-26T10:00:00Z")))
+    return json.loads(render_document(dpkg))
 
 
 def test_next_patch_follows_the_last_release():
@@ -45,9 +53,32 @@ def test_changes_name_each_package_and_the_base():
     new = {"dar": "2.7.8-2+b10", "par2": "0.8.1-2", "less": "590-2"}
     assert package_changes(old, new) == ["dar 2.7.8-2+b9 → 2.7.8-2+b10", "+less 590-2", "-gone 1.0"]
     assert package_changes(old, old) == []
-    last = {**HISTORY_ENTRY, "base_digest": "sha256:" + "a" * 64}
-    assert base_change(last, "sha256:" + "b" * 64) == [f"base image sha256:{'a' * 64} → sha256:{'b' * 64}"]
-    assert base_change(last, "sha256:" + "a" * 64) == [] and base_change(last, None) == []
+
+
+BASE_A, BASE_B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+
+
+def test_base_change_reads_one_platforms_record():
+    recorded = {**AMD64, "base_digest": BASE_A}
+    assert base_change(recorded, BASE_B) == [f"base image {BASE_A} → {BASE_B}"]
+    assert base_change(recorded, BASE_A) == [] and base_change(recorded, None) == []
+    assert base_change({**AMD64, "base_digest": None}, BASE_B) == [f"base image unknown → {BASE_B}"]
+
+
+def test_each_platform_is_compared_with_its_own_record_in_the_last_release():
+    # The base digest is recorded per platform; the entry itself has none to compare with.
+    record = {**AMD64, "base_digest": BASE_A, "packages_sha256": package_set_sha256(document())}
+    last = {**HISTORY_ENTRY, "platforms": {"linux/amd64": record}}
+
+    def changes(last: dict, base_digest: str) -> list[str]:
+        labels = {f"{OCI}.base.digest": base_digest}
+        built = Built("linux/amd64", Image("candidate", "the candidate"), {}, labels, render_document())
+        # The same package set: nothing is pulled, so no engine is needed.
+        return anyio.run(what_changed, None, last, built, None)
+
+    assert changes(last, BASE_B) == [f"linux/amd64: base image {BASE_A} → {BASE_B}"]
+    assert changes(last, BASE_A) == []
+    assert changes({**last, "platforms": {}}, BASE_A) == ["linux/amd64 was not in 1.0.0"]
 
 
 def test_a_run_for_another_revision_than_the_checkout_is_refused_before_anything(checkout):

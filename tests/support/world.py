@@ -18,8 +18,8 @@ from ci.image.sbom import VENV_PYTHON
 from ci.release.signing import CYCLONEDX_PREDICATE, SBOM_PATH
 from ci.stages.manifest import HASHES_MARKER
 from ci.stages.scenario import DEFINITION, LEVELS, TIME_ZONE, local_date
-from recording import Chain, calls
-from samples import DISTS, DPKG, OS_RELEASE
+from tests.support.recording import Chain, calls
+from tests.support.samples import DISTS, DPKG, OS_RELEASE
 
 FILES = {"docs/a.txt": "a" * 64, "with space.txt": "b" * 64}
 ENTRIES = (
