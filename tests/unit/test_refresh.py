@@ -2,6 +2,7 @@
 
 import json
 
+from ci.core.baseimage import BaseImage
 from ci.image.sbom import (
     ImageContents,
     build_bom,
@@ -13,7 +14,7 @@ from ci.image.sbom import (
     render,
 )
 from ci.release.refresh import base_change, next_patch, package_changes
-from samples import DISTS, DPKG, HISTORY_ENTRY, OS_RELEASE
+from samples import AMD64, DISTS, DPKG, HISTORY_ENTRY, OS_RELEASE
 
 
 def document(dpkg: str = DPKG) -> dict:
@@ -34,11 +35,25 @@ def test_package_set_digest_changes_with_any_package_and_nothing_else():
     assert deb_versions(newer)["dar"] == "2.7.8-2+b10" and "dar-backup" not in deb_versions(newer)
 
 
-def test_changes_name_each_package_and_the_base():
+def test_changes_name_each_package():
     old = {"dar": "2.7.8-2+b9", "par2": "0.8.1-2", "gone": "1.0"}
     new = {"dar": "2.7.8-2+b10", "par2": "0.8.1-2", "less": "590-2"}
     assert package_changes(old, new) == ["dar 2.7.8-2+b9 → 2.7.8-2+b10", "+less 590-2", "-gone 1.0"]
     assert package_changes(old, old) == []
-    last = {**HISTORY_ENTRY, "base_digest": "sha256:" + "a" * 64}
-    assert base_change(last, "sha256:" + "b" * 64) == [f"base image sha256:{'a' * 64} → sha256:{'b' * 64}"]
-    assert base_change(last, "sha256:" + "a" * 64) == [] and base_change(last, None) == []
+
+
+A, B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+
+
+def test_a_base_change_is_another_digest_or_another_local_image_either_way():
+    by_digest = {**AMD64, "base_digest": A, "base_local_id": None}
+    local = {**AMD64, "base_image": "dar-backup-local-base:noble", "base_digest": None, "base_local_id": A}
+    assert base_change(by_digest, BaseImage("ubuntu:24.04", digest=A)) == []
+    assert base_change(by_digest, BaseImage("ubuntu:24.04", digest=B)) == [f"base image {A} → {B}"]
+    assert base_change(local, BaseImage("dar-backup-local-base:noble", local_id=A)) == []
+    assert base_change(local, BaseImage("dar-backup-local-base:noble", local_id=B)) == [
+        f"base image local {A} → local {B}"
+    ]
+    # The same sha256 as a registry digest and as a local image id are not the same base.
+    assert base_change(by_digest, BaseImage("ubuntu:24.04", local_id=A)) == [f"base image {A} → local {A}"]
+    assert base_change(local, BaseImage("ubuntu:24.04", digest=A)) == [f"base image local {A} → {A}"]
