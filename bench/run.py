@@ -313,7 +313,7 @@ async def platform_figures(client: str, requested_base: str, version: str) -> li
     host = host_platform()
     foreign = next(platform for platform in SUPPORTED if platform != host)
     ensure_emulation(foreign)
-    base = ensure_base_image(client, requested_base, foreign, host).ref
+    base = ensure_base_image(client, requested_base, foreign, host)
     suffix = tag_suffix(foreign, host)
     cold, _ = build(client, base, version, "--no-cache", "--platform", foreign, suffix=suffix)
     engine = DockerEngine(f"bench{os.getpid()}p", REPO_ROOT, client)
@@ -378,7 +378,7 @@ def main() -> int:
     args = parser.parse_args()
     engine = DockerEngine.open("bench", REPO_ROOT)
     requested = os.environ.get("BASE_IMAGE", "ubuntu:24.04")
-    base = ensure_base_image(engine.client, requested, engine.host, engine.host).ref
+    base = ensure_base_image(engine.client, requested, engine.host, engine.host)
     version = locked_dar_backup_version(REPO_ROOT / "docker/requirements.txt")
     with tempfile.TemporaryDirectory(prefix="dar-backup-bench-venv-") as venv_dir:
         figures = build_figures(engine.client, base, version, args.cold_runs)

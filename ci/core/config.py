@@ -35,7 +35,6 @@ class RunConfig:
     licenses: str
     dry_run: bool
     report_dir: Path
-    base_digest: str | None = None
     # `test --previous-image`: the release whose archives the candidate must restore.
     previous_image: str | None = None
     # What is built, in this order (the upgrade check runs on the first).

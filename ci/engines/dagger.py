@@ -14,12 +14,15 @@ from contextlib import asynccontextmanager
 from itertools import count
 from pathlib import Path
 
+import anyio
 import dagger
 from dagger import dag
 
+from ci.core.baseimage import BaseImage
 from ci.core.errors import EngineError
 from ci.engines.seam import BuildSpec, Image, Mount, RunResult, Volume
 from ci.oci.auth import RegistryAuth, SecretRef
+from ci.oci.base import resolve_digest
 
 # What the build never needs: keeps uploads small and stops local state from busting the cache.
 CONTEXT_EXCLUDE = [
@@ -58,9 +61,11 @@ class DaggerEngine:
             return container
         return container.with_registry_auth(auth.address, auth.username, self._secret(auth.password))
 
-    async def resolve_base(self, requested: str, platform: str) -> tuple[str, str | None]:
-        # The engine pulls the base for each platform itself, emulating foreign ones.
-        return requested, None
+    async def resolve_base(self, requested: str, platform: str, auth: RegistryAuth | None) -> BaseImage:
+        # The engine pulls the base for each platform itself, emulating foreign ones; it has no
+        # images of its own to fall back on, so a base the registry does not resolve is an error.
+        digest = await anyio.to_thread.run_sync(resolve_digest, requested, platform, auth)
+        return BaseImage(requested, digest=digest)
 
     def _build_secret(self, secret_id: str, path: Path) -> dagger.Secret:
         # dockerBuild mounts a secret at /run/secrets/<its name> and refuses one without a name

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from ci.core.baseimage import BaseImage
 from ci.oci.auth import RegistryAuth, SecretRef
 
 
@@ -70,8 +71,10 @@ class RunResult:
 class Engine(Protocol):
     name: str
 
-    async def resolve_base(self, requested: str, platform: str) -> tuple[str, str | None]:
-        """The base image to build FROM for platform, and its registry digest when known.
+    async def resolve_base(self, requested: str, platform: str, auth: RegistryAuth | None) -> BaseImage:
+        """The base to build FROM for platform: its registry digest (read with `ci.oci.base`, auth
+        only for its own registry), or where the engine can make do without a registry, its own
+        image, marked local.
 
         Also readies the engine for the platform: a foreign one is emulated from here on.
         """

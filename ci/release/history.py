@@ -14,7 +14,8 @@ from ci.core.files import write_atomically
 from ci.core.platforms import SUPPORTED
 
 # 2: one entry per release of one or more platforms, each platform with its own digest and SBOM.
-FORMAT = 2
+# 3: a platform's base is a registry digest or, for a base no registry serves, a local image id.
+FORMAT = 3
 # Every entry has exactly these keys; the value types are checked too.
 ENTRY_FIELDS: dict[str, type | tuple[type, ...]] = {
     "build_number": int,
@@ -40,7 +41,9 @@ PLATFORM_FIELDS: dict[str, type | tuple[type, ...]] = {
     "digest": str,
     "image_id": str,
     "base_image": str,
+    # Exactly one of these two: the base's registry digest, or the engine's id of a local base.
     "base_digest": (str, type(None)),
+    "base_local_id": (str, type(None)),
     "packages_sha256": str,
     "sbom_sha256": str,
     "signature": str,
@@ -64,6 +67,15 @@ def validate_fields(value: object, fields: Mapping[str, type | tuple[type, ...]]
     return value
 
 
+def validate_base(facts: Mapping[str, Any], where: str) -> None:
+    """One base identity: a registry digest or a local image id, never both or neither."""
+    known = [key for key in ("base_digest", "base_local_id") if facts[key] is not None]
+    if len(known) != 1:
+        raise HistoryError(f"{where}: exactly one of base_digest and base_local_id must be set")
+    if not facts[known[0]].startswith("sha256:"):
+        raise HistoryError(f"{where}: {known[0]} {facts[known[0]]!r} is not sha256:…")
+
+
 def validate_entry(value: object, where: str) -> None:
     entry = validate_fields(value, ENTRY_FIELDS, where)
     if not semver.Version.is_valid(entry["tag"]):
@@ -75,6 +87,7 @@ def validate_entry(value: object, where: str) -> None:
         raise HistoryError(f"{where}: platforms must name one or more of {', '.join(SUPPORTED)}")
     for name, facts in entry["platforms"].items():
         validate_fields(facts, PLATFORM_FIELDS, f"{where}.platforms[{name}]")
+        validate_base(facts, f"{where}.platforms[{name}]")
 
 
 def validate_document(document: object) -> list[dict[str, Any]]:

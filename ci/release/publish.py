@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 
 from ci.core.config import RunConfig
 from ci.core.errors import PipelineError, RegistryError, StageFailure
-from ci.core.labels import OCI
 from ci.core.report import Report
 from ci.engines.seam import Engine, Image
 from ci.image import sbom
@@ -75,8 +74,9 @@ def platform_values(
     return {
         "digest": digest,
         "image_id": image_id,
-        "base_image": built.labels[f"{OCI}.base.name"],
-        "base_digest": built.labels.get(f"{OCI}.base.digest"),
+        "base_image": built.base.name,
+        "base_digest": built.base.digest,
+        "base_local_id": built.base.local_id,
         "packages_sha256": sbom.package_set_sha256(json.loads(sbom_text)),
         "sbom_sha256": hashlib.sha256(sbom_text.encode()).hexdigest(),
         **signed,

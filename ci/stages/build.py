@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ci.core.baseimage import BaseImage
 from ci.core.config import RunConfig
 from ci.core.labels import oci_labels, tool_labels
 from ci.core.report import Report
@@ -23,6 +24,8 @@ from ci.image.sbom import write_sbom
 @dataclass(frozen=True)
 class Built:
     platform: str
+    # What it was built FROM: labelled, recorded in the history, compared by refresh.
+    base: BaseImage
     image: Image
     versions: dict[str, str]
     labels: dict[str, str]
@@ -37,25 +40,27 @@ def build_secrets(env: Mapping[str, str]) -> dict[str, Path]:
     return {}
 
 
-def build_args(config: RunConfig) -> dict[str, str]:
-    return {"BASE_IMAGE": config.base_image, "DAR_BACKUP_VERSION": config.dar_backup_version}
+def build_args(config: RunConfig, base: BaseImage) -> dict[str, str]:
+    return {"BASE_IMAGE": base.build_from, "DAR_BACKUP_VERSION": config.dar_backup_version}
 
 
-async def base(engine: Engine, config: RunConfig, platform: str, report: Report) -> Image:
-    with report.step("base", f"build target base FROM {config.base_image}"):
-        spec = BuildSpec("base", build_args(config), secret_files=build_secrets(os.environ), platform=platform)
+async def base(engine: Engine, config: RunConfig, base: BaseImage, platform: str, report: Report) -> Image:
+    with report.step("base", f"build target base FROM {base.build_from}"):
+        spec = BuildSpec("base", build_args(config, base), secret_files=build_secrets(os.environ), platform=platform)
         return await engine.build(spec)
 
 
-async def final(engine: Engine, config: RunConfig, platform: str, base_image: Image, report: Report) -> Built:
+async def final(
+    engine: Engine, config: RunConfig, base: BaseImage, platform: str, base_image: Image, report: Report
+) -> Built:
     with report.step("final", "dar and par2 versions of the base"):
         versions = await probe_versions(engine, base_image, ("dar", "par2"))
     versions = {"dar-backup": config.dar_backup_version, **versions}
-    labels = {**oci_labels(config), **tool_labels(versions)}
+    labels = {**oci_labels(config, base), **tool_labels(versions)}
     with report.step("final", f"build target final with dar-backup {config.dar_backup_version}"):
         spec = BuildSpec(
             "final",
-            build_args(config),
+            build_args(config, base),
             labels,
             build_secrets(os.environ),
             config.local_tag(platform),
@@ -69,4 +74,4 @@ async def final(engine: Engine, config: RunConfig, platform: str, base_image: Im
         "SBOM: CycloneDX 1.6 of the image, schema-valid, tool versions equal the labels, packages for the platform",
     ):
         document = await write_sbom(engine, image, platform, config, versions, report)
-    return Built(platform, image, versions, labels, document)
+    return Built(platform, base, image, versions, labels, document)

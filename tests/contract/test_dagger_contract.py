@@ -12,9 +12,10 @@ import anyio
 import pytest
 
 from ci.cli import run_reported
+from ci.core.baseimage import BaseImage
 from ci.core.config import REPO_ROOT, RunConfig, build_config
-from ci.core.errors import StageFailure
-from ci.core.labels import TOOL_LABELS, oci_labels
+from ci.core.errors import RegistryError, StageFailure
+from ci.core.labels import BASE_DIGEST, BASE_LOCAL_ID, TOOL_LABELS, oci_labels
 from ci.core.platforms import host_platform, slug
 from ci.core.report import Report
 from ci.engines.dagger import CACHE_BUSTER, dagger_engine
@@ -123,14 +124,16 @@ def build_secrets_by_id(session: RecordingSession) -> dict[str, list[Chain]]:
     return received
 
 
-def test_builds_both_targets_with_pinned_args_and_the_ca_named_as_the_dockerfile_mounts(schema, tmp_path, monkeypatch):
+def test_builds_both_targets_with_pinned_args_and_the_ca_named_as_the_dockerfile_mounts(
+    schema, tmp_path, monkeypatch, docker_hub
+):
     recorded = run_pipeline(schema, World(), "test", tmp_path, monkeypatch)
     assert dockerfile_secret_ids("docker/Dockerfile") == {"pip_cert"}
     for target in ("base", "final"):
         build = recorded.build(target)
         assert build["dockerfile"] == "docker/Dockerfile"
         assert {a["name"]: a["value"] for a in build["buildArgs"]} == {
-            "BASE_IMAGE": "ubuntu:24.04",
+            "BASE_IMAGE": f"ubuntu:24.04@{docker_hub['ubuntu:24.04'][host_platform()]}",
             "DAR_BACKUP_VERSION": "1.1.11",
         }
         # The CA bundle is public: it goes by value, named as the Dockerfile mounts it.
@@ -146,15 +149,16 @@ def by_value(session: RecordingSession) -> set[str]:
     return {a["name"] for chain in session.chains.values() for a in calls(chain, "setSecret")}
 
 
-def test_final_image_carries_every_label(schema, tmp_path, monkeypatch):
+def test_final_image_carries_every_label(schema, tmp_path, monkeypatch, docker_hub):
     recorded = run_pipeline(schema, World(), "test", tmp_path, monkeypatch)
+    base = BaseImage("ubuntu:24.04", digest=docker_hub["ubuntu:24.04"][host_platform()])
     final = next(
         c
         for c in recorded.session.chains.values()
         if calls(c, "withLabel") and calls(c, "dockerBuild")[0]["target"] == "final"
     )
     expected = {
-        **oci_labels(recorded.config),
+        **oci_labels(recorded.config, base),
         TOOL_LABELS["dar-backup"]: "1.1.11",
         TOOL_LABELS["dar"]: "2.7.8",
         TOOL_LABELS["par2"]: "0.8.1",
@@ -252,6 +256,42 @@ def test_each_platform_is_built_labelled_and_version_gated_on_its_own_container(
         assert (tmp_path / sbom_file(platform)).is_file()
     assert {s.platform for s in recorded.report.steps} == set(platforms)
     assert list(recorded.report.run) == ["platforms"] and set(recorded.report.run["platforms"]) == set(platforms)
+
+
+def test_each_platform_builds_from_and_is_labelled_with_its_own_base_digest(schema, tmp_path, monkeypatch, docker_hub):
+    platforms = ("linux/arm64", "linux/amd64")
+    recorded = run_pipeline(schema, World(), "final", tmp_path, monkeypatch, platforms=platforms)
+    digests = docker_hub["ubuntu:24.04"]
+    finals = {}
+    for chain in recorded.session.chains.values():
+        for build in calls(chain, "dockerBuild"):
+            # The tag cannot move between resolving and building: FROM names the platform's manifest.
+            assert {a["name"]: a["value"] for a in build["buildArgs"]}["BASE_IMAGE"] == (
+                f"ubuntu:24.04@{digests[build['platform']]}"
+            )
+            if build["target"] == "final" and calls(chain, "withLabel"):
+                finals[build["platform"]] = {a["name"]: a["value"] for a in calls(chain, "withLabel")}
+    assert set(finals) == set(platforms)
+    for platform, labels in finals.items():
+        assert labels[BASE_DIGEST] == digests[platform] != digests["index"]
+        assert labels["org.opencontainers.image.base.name"] == "ubuntu:24.04" and BASE_LOCAL_ID not in labels
+    assert {p: recorded.report.run["platforms"][p]["base_digest"] for p in platforms} == {
+        p: digests[p] for p in platforms
+    }
+
+
+def test_a_base_the_registry_cannot_resolve_stops_the_dagger_run_before_any_build(schema, tmp_path, monkeypatch):
+    world = World()
+    session = RecordingSession(schema, world.answer)
+    client = session.client()
+
+    async def go() -> None:
+        async with dagger_engine("c0ffee", REPO_ROOT, client=client) as engine:
+            await engine.resolve_base("ubuntu:99.04", "linux/amd64", None)
+
+    with pytest.raises(RegistryError, match="HTTP 404"):
+        anyio.run(go)
+    assert session.queries == []
 
 
 def test_upgrade_check_on_dagger_pulls_the_previous_image_by_digest_and_runs_it(schema, tmp_path, monkeypatch):
@@ -376,7 +416,7 @@ KEY_TEXT = "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----KEY-MARKER-51c9-----EN
 PASSWORD_TEXT = "PASSWORD-MARKER-8d02"
 
 
-def test_cosign_on_dagger_gets_key_password_and_login_by_reference_only(schema, tmp_path, monkeypatch):
+def test_cosign_on_dagger_gets_key_password_and_login_by_reference_only(schema, tmp_path, monkeypatch, docker_hub):
     key, login = tmp_path / "cosign.key", tmp_path / "config.json"
     key.write_text(KEY_TEXT)
     login.write_text('{"auths": {"registry.example.org": {"auth": "LOGIN-MARKER"}}}')
@@ -398,7 +438,8 @@ def test_cosign_on_dagger_gets_key_password_and_login_by_reference_only(schema, 
     anyio.run(go)
     build = next(a for c in session.chains.values() for a in calls(c, "dockerBuild") if a["target"] == "tools")
     assert build["dockerfile"] == "docker/tools.Dockerfile"
-    assert {a["name"]: a["value"] for a in build["buildArgs"]} == {"BASE_IMAGE": "debian:trixie-slim"}
+    tools_base = f"debian:trixie-slim@{docker_hub['debian:trixie-slim'][host_platform()]}"
+    assert {a["name"]: a["value"] for a in build["buildArgs"]} == {"BASE_IMAGE": tools_base}
     execs = [c for c in (chain for chain, leaf in session.answered if leaf == "exitCode") if calls(c, "withExec")]
     cosign_execs = {
         calls(c, "withExec")[-1]["args"][1]: c for c in execs if calls(c, "withExec")[-1]["args"][0] == "cosign"

@@ -375,6 +375,10 @@ def test_refresh_releases_the_next_patch_only_when_packages_changed(
     builds = history.read(checkout / "doc/build-history.json")
     assert [b["tag"] for b in builds] == ["1.0.0", "1.0.1"]
     assert builds[1]["notes"].startswith("refresh: ") and "+less " in builds[1]["notes"]
+    # Both bases are the engine's own images, no registry's: recorded and compared by local image id.
+    before, after = (build["platforms"][HOST]["base_local_id"] for build in builds)
+    assert before != after and builds[1]["platforms"][HOST]["base_digest"] is None
+    assert f"base image local {before} → local {after}" in builds[1]["notes"]
     assert builds[1]["platforms"][HOST]["packages_sha256"] != builds[0]["platforms"][HOST]["packages_sha256"]
     assert {"1.0.1", "1.0", "latest"} <= set(registry.tags(NAME))
     report = json.loads((checkout / "reports/refresh.json").read_text())

@@ -6,8 +6,8 @@ import subprocess
 import anyio
 import pytest
 
+from ci.core.baseimage import BaseImage
 from ci.core.errors import StageFailure, UsageError
-from ci.core.labels import OCI
 from ci.core.report import Report
 from ci.engines.seam import Image
 from ci.image.sbom import (
@@ -48,37 +48,44 @@ def test_package_set_digest_changes_with_any_package_and_nothing_else():
     assert deb_versions(newer)["dar"] == "2.7.8-2+b10" and "dar-backup" not in deb_versions(newer)
 
 
-def test_changes_name_each_package_and_the_base():
+def test_changes_name_each_package():
     old = {"dar": "2.7.8-2+b9", "par2": "0.8.1-2", "gone": "1.0"}
     new = {"dar": "2.7.8-2+b10", "par2": "0.8.1-2", "less": "590-2"}
     assert package_changes(old, new) == ["dar 2.7.8-2+b9 → 2.7.8-2+b10", "+less 590-2", "-gone 1.0"]
     assert package_changes(old, old) == []
 
 
-BASE_A, BASE_B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+A, B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
 
 
-def test_base_change_reads_one_platforms_record():
-    recorded = {**AMD64, "base_digest": BASE_A}
-    assert base_change(recorded, BASE_B) == [f"base image {BASE_A} → {BASE_B}"]
-    assert base_change(recorded, BASE_A) == [] and base_change(recorded, None) == []
-    assert base_change({**AMD64, "base_digest": None}, BASE_B) == [f"base image unknown → {BASE_B}"]
+def test_a_base_change_is_another_digest_or_another_local_image_either_way():
+    by_digest = {**AMD64, "base_digest": A, "base_local_id": None}
+    local = {**AMD64, "base_image": "dar-backup-local-base:noble", "base_digest": None, "base_local_id": A}
+    assert base_change(by_digest, BaseImage("ubuntu:24.04", digest=A)) == []
+    assert base_change(by_digest, BaseImage("ubuntu:24.04", digest=B)) == [f"base image {A} → {B}"]
+    assert base_change(local, BaseImage("dar-backup-local-base:noble", local_id=A)) == []
+    assert base_change(local, BaseImage("dar-backup-local-base:noble", local_id=B)) == [
+        f"base image local {A} → local {B}"
+    ]
+    # The same sha256 as a registry digest and as a local image id are not the same base.
+    assert base_change(by_digest, BaseImage("ubuntu:24.04", local_id=A)) == [f"base image {A} → local {A}"]
+    assert base_change(local, BaseImage("ubuntu:24.04", digest=A)) == [f"base image local {A} → {A}"]
 
 
 def test_each_platform_is_compared_with_its_own_record_in_the_last_release():
     # The base digest is recorded per platform; the entry itself has none to compare with.
-    record = {**AMD64, "base_digest": BASE_A, "packages_sha256": package_set_sha256(document())}
+    record = {**AMD64, "base_digest": A, "packages_sha256": package_set_sha256(document())}
     last = {**HISTORY_ENTRY, "platforms": {"linux/amd64": record}}
 
     def changes(last: dict, base_digest: str) -> list[str]:
-        labels = {f"{OCI}.base.digest": base_digest}
-        built = Built("linux/amd64", Image("candidate", "the candidate"), {}, labels, render_document())
+        base = BaseImage("ubuntu:24.04", digest=base_digest)
+        built = Built("linux/amd64", base, Image("candidate", "the candidate"), {}, {}, render_document())
         # The same package set: nothing is pulled, so no engine is needed.
         return anyio.run(what_changed, None, last, built, None)
 
-    assert changes(last, BASE_B) == [f"linux/amd64: base image {BASE_A} → {BASE_B}"]
-    assert changes(last, BASE_A) == []
-    assert changes({**last, "platforms": {}}, BASE_A) == ["linux/amd64 was not in 1.0.0"]
+    assert changes(last, B) == [f"linux/amd64: base image {A} → {B}"]
+    assert changes(last, A) == []
+    assert changes({**last, "platforms": {}}, A) == ["linux/amd64 was not in 1.0.0"]
 
 
 def test_a_run_for_another_revision_than_the_checkout_is_refused_before_anything(checkout):

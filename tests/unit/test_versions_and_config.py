@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from ci.cli import main, tag_version
+from ci.core.baseimage import BaseImage
 from ci.core.config import REPO_ROOT, build_config, created_timestamp, project_license
 from ci.core.errors import OutputError, UsageError, VersionError
 from ci.core.labels import oci_labels
@@ -106,7 +107,7 @@ def test_bad_source_date_epoch_is_refused():
 
 def test_labels_carry_the_declared_values():
     run = config(repo="127.0.0.1:5000/dar-backup")
-    labels = oci_labels(run)
+    labels = oci_labels(run, BaseImage("ubuntu:24.04", local_id="sha256:" + "1" * 64))
     prefix = "org.opencontainers.image"
     assert labels[f"{prefix}.version"] == "1.2.3"
     assert labels[f"{prefix}.ref.name"] == "127.0.0.1:5000/dar-backup:1.2.3"
