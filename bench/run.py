@@ -228,17 +228,15 @@ async def breakdown(engine: DockerEngine, image: Image, size_mb: int, files: int
     tools = tool_seconds((await engine.run(image, ["cat", "/scratch/timings"], mounts=mounts)).stdout)
     entrypoint = through_entrypoint - direct
     dar_backup = full - start - entrypoint - tools.get("dar", 0.0) - tools.get("par2", 0.0)
-    parts = [
-        ("container start (docker run)", start),
-        ("entrypoint (user drop, definition checks)", entrypoint),
-        ("dar-backup (python, around dar and par2)", dar_backup),
-        ("  of which its start (imports, no stdlib .pyc)", direct - start),
-        ("dar", tools.get("dar", 0.0)),
-        ("par2", tools.get("par2", 0.0)),
-    ]
     label = f"{size_mb} MB FULL in the image"
-    return [Figure(f"{label}: total", full, "s", "reported", None)] + [
-        Figure(f"  {name}", value, "s", "reported", None) for name, value in parts
+    return [
+        Figure(f"{label}: total", full, "s", "reported", None),
+        Figure("  container start (docker run)", start, "s", "reported", None),
+        Figure("  entrypoint (user drop, definition checks)", entrypoint, "s", "<= 0.05 s", entrypoint <= 0.05),
+        Figure("  dar-backup (python, around dar and par2)", dar_backup, "s", "reported", None),
+        Figure("    of which its start (imports)", direct - start, "s", "<= 0.12 s", direct - start <= 0.12),
+        Figure("  dar", tools.get("dar", 0.0), "s", "reported", None),
+        Figure("  par2", tools.get("par2", 0.0), "s", "reported", None),
     ]
 
 
@@ -285,7 +283,7 @@ def build(client: str, base: str, version: str, *extra: str, suffix: str = "") -
 def build_figures(client: str, base: str, version: str, cold_runs: int) -> list[Figure]:
     cold = statistics.median(build(client, base, version, "--no-cache")[0] for _ in range(cold_runs))
     warm, _ = build(client, base, version)
-    scenario = REPO_ROOT / "ci/scenario.py"
+    scenario = REPO_ROOT / "ci/stages/scenario.py"
     os.utime(scenario)  # a file only the test stage reads
     touched, log = build(client, base, version)
     size = int(check([client, "image", "inspect", "-f", "{{.Size}}", "dar-backup:bench-final"]))
@@ -297,7 +295,7 @@ def build_figures(client: str, base: str, version: str, cold_runs: int) -> list[
         Figure("rebuild after a test-only change", touched, "s", "reported", None),
         Figure("  image steps rebuilt by it", rebuilt_steps(log), "steps", "0", rebuilt_steps(log) == 0),
         Figure("final image size", size / 1e6, "MB", "reported", None),
-        Figure("final image over its base", over, "MB", "<= 58 MB", over <= 58),
+        Figure("final image over its base", over, "MB", "<= 62 MB", over <= 62),
     ]
 
 

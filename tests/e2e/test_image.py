@@ -243,31 +243,77 @@ def test_existing_data_is_never_chowned_unless_asked(docker: Docker, image: str,
     ]
 
 
+# Python's own account (-v: "code object from" each bytecode file it reads, whoever imports the
+# module) of the bytecode read while `manager --create-db` creates the catalogs (as the entrypoint
+# does at a first start, with its output kept here), while dar-backup starts through the entrypoint
+# (its definition check included) and while each console script's module is imported.
+START_READS = """
+export PYTHONVERBOSE=1
+manager --create-db >/dev/null
+docker-entrypoint.sh dar-backup --list-definitions >/dev/null
+for module in $(env -u PYTHONVERBOSE python3 -c "$1"); do python3 -c "import $module"; done
+"""
+CONSOLE_MODULES = (
+    "import importlib.metadata as m; "
+    "print(*{e.value.split(':')[0] for e in m.distribution('dar-backup').entry_points if e.group == 'console_scripts'})"
+)
+
+
+def bytecode_read_at_start(docker: Docker, image: str) -> set[str]:
+    done = docker(
+        *RUN, "--user", "1000:1000", "--entrypoint", "bash", image, "-c", START_READS, "bash", CONSOLE_MODULES
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    read = set(re.findall(r"^# code object from '(/[^']+\.pyc)'$", done.stderr, re.M))
+    # Not vacuous: the account names a standard module and one of dar-backup's.
+    assert any("/__pycache__/configparser." in path for path in read), sorted(read)[:5]
+    assert any("/dar_backup/__pycache__/manager." in path for path in read), sorted(read)[:5]
+    return read
+
+
 def test_final_image_has_no_build_tools_or_caches(docker: Docker, image: str):
     script = (
         "for t in pip pip3 gcc cc make; do command -v $t; done; "
-        "find / -xdev \\( -name '__pycache__' ! -path '/opt/dar-backup/*' -o -name 'pip' -path '*site-packages*' "
+        "find / -xdev \\( -name 'pip' -path '*site-packages*' "
         "-o -name 'setuptools' -path '*site-packages*' -o -name 'wheel' -path '*site-packages*' \\) -print; "
         "ls /root/.cache /var/lib/apt/lists/*_Packages 2>/dev/null; true"
     )
     assert docker.ok(*RUN, "--entrypoint", "sh", image, "-c", script).strip() == ""
     assert docker(*RUN, image, "python3", "-m", "pip", "--version").returncode != 0
+    # Outside the venv, the only bytecode is what a start reads (that a start compiles nothing, so
+    # that nothing is missing, is the next test's).
+    found = "find / -xdev -name '*.pyc' ! -path '/opt/dar-backup/*'; find / -xdev -name __pycache__ -empty"
+    stdlib = {path for path in bytecode_read_at_start(docker, image) if not path.startswith("/opt/dar-backup/")}
+    assert set(docker.ok(*RUN, "--entrypoint", "sh", image, "-c", found).split()) == stdlib
+
+
+# As root and allowed to write bytecode, a start writes a .pyc for every module it had to compile.
+COMPILED_AT_START = """
+touch /tmp/before
+RUN_AS_UID=0 PYTHONDONTWRITEBYTECODE= docker-entrypoint.sh dar-backup --list-definitions >/dev/null 2>&1
+find / -xdev -name '*.pyc' -newer /tmp/before
+"""
 
 
 def test_dar_backup_is_compiled_at_build_time_and_never_recompiled(docker: Docker, image: str):
     """Bytecode in the image (unchecked-hash: reproducible, never rewritten) so no start compiles it."""
     script = (
-        "import dar_backup.dar_backup, importlib.util, pathlib, sys; "
-        "source = pathlib.Path(dar_backup.dar_backup.__file__); "
-        "cached = pathlib.Path(importlib.util.cache_from_source(str(source))); "
-        "module = sys.modules['dar_backup.dar_backup']; "
-        "print(cached.is_file(), cached.read_bytes()[4:8].hex(), module.__cached__ == str(cached))"
+        "import configparser, dar_backup.dar_backup, importlib.util, pathlib, sys\n"
+        "for name in ('dar_backup.dar_backup', 'configparser'):\n"
+        "    source = pathlib.Path(sys.modules[name].__file__)\n"
+        "    cached = pathlib.Path(importlib.util.cache_from_source(str(source)))\n"
+        "    print(cached.is_file(), cached.read_bytes()[4:8].hex(), sys.modules[name].__cached__ == str(cached))"
     )
-    assert docker.ok(*RUN, "--read-only", image, "/opt/dar-backup/bin/python", "-c", script).split() == [
-        "True",
-        "01000000",
-        "True",
-    ]
+    assert (
+        docker.ok(*RUN, "--read-only", image, "/opt/dar-backup/bin/python", "-c", script).split()
+        == [
+            "True",
+            "01000000",
+            "True",
+        ]
+        * 2
+    )
+    assert docker.ok(*RUN, "--entrypoint", "bash", image, "-c", COMPILED_AT_START) == ""
 
 
 def pem_bodies(text: str) -> set[str]:
