@@ -316,6 +316,18 @@ def test_dar_backup_is_compiled_at_build_time_and_never_recompiled(docker: Docke
     assert docker.ok(*RUN, "--entrypoint", "bash", image, "-c", COMPILED_AT_START) == ""
 
 
+def test_upstream_venv_paths_run_unchanged_as_entrypoints(docker: Docker, image: str, volumes):
+    """Upstream's image keeps its venv at /opt/venv; scripts and compose files written for it call these."""
+    docker.ok(*RUN, *mounts(volumes), "--entrypoint", "sh", image, "-c", f"{SEED_DATA} && chown -R 1000:1000 /data")
+    as_user = (*RUN, *mounts(volumes), "--user", "1000:1000", "--entrypoint")
+    docker.ok(*as_user, "/opt/venv/bin/manager", image, "--create-db", "--backup-def", "default")
+    done = docker(*as_user, "/opt/venv/bin/dar-backup", image, "-F", "-d", "default", "--log-stdout")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    listing = docker.ok(*RUN, *mounts(volumes), "--entrypoint", "ls", image, "/backups").split()
+    assert "default.db" in listing
+    assert [n for n in listing if re.fullmatch(r"default_FULL_\d{4}-\d{2}-\d{2}\.1\.dar", n)], listing
+
+
 def pem_bodies(text: str) -> set[str]:
     return {
         "".join(block.split())
