@@ -38,13 +38,20 @@ def build_secrets(env: Mapping[str, str]) -> dict[str, SecretRef]:
     return {}
 
 
-def build_args(config: RunConfig) -> dict[str, str]:
-    return {"BASE_IMAGE": config.base_image, "DAR_BACKUP_VERSION": config.dar_backup_version}
+def build_args(config: RunConfig, env: Mapping[str, str]) -> dict[str, str]:
+    """SOURCE_DATE_EPOCH, when the run sets it (it pins the created label too), clamps the layers' mtimes.
+
+    Unset, it is not passed: a value changing at every run would rebuild every step.
+    """
+    args = {"BASE_IMAGE": config.base_image, "DAR_BACKUP_VERSION": config.dar_backup_version}
+    if env.get("SOURCE_DATE_EPOCH"):
+        args["SOURCE_DATE_EPOCH"] = env["SOURCE_DATE_EPOCH"]
+    return args
 
 
 async def base(engine: Engine, config: RunConfig, platform: str, report: Report) -> Image:
     with report.step("base", f"build target base FROM {config.base_image}"):
-        spec = BuildSpec("base", build_args(config), secrets=build_secrets(os.environ), platform=platform)
+        spec = BuildSpec("base", build_args(config, os.environ), secrets=build_secrets(os.environ), platform=platform)
         return await engine.build(spec)
 
 
@@ -56,7 +63,7 @@ async def final(engine: Engine, config: RunConfig, platform: str, base_image: Im
     with report.step("final", f"build target final with dar-backup {config.dar_backup_version}"):
         spec = BuildSpec(
             "final",
-            build_args(config),
+            build_args(config, os.environ),
             labels,
             build_secrets(os.environ),
             config.local_tag(platform),

@@ -276,7 +276,8 @@ def test_final_image_has_no_build_tools_or_caches(docker: Docker, image: str):
         "for t in pip pip3 gcc cc make; do command -v $t; done; "
         "find / -xdev \\( -name 'pip' -path '*site-packages*' "
         "-o -name 'setuptools' -path '*site-packages*' -o -name 'wheel' -path '*site-packages*' \\) -print; "
-        "ls /root/.cache /var/lib/apt/lists/*_Packages 2>/dev/null; true"
+        "ls /root/.cache /var/lib/apt/lists/*_Packages /var/log/* 2>/dev/null; "
+        "find /var/cache /var/lib/dpkg \\( -name aux-cache -o -name '*-old' \\) -size +0; true"
     )
     assert docker.ok(*RUN, "--entrypoint", "sh", image, "-c", script).strip() == ""
     assert docker(*RUN, image, "python3", "-m", "pip", "--version").returncode != 0
@@ -355,6 +356,49 @@ def test_no_proxy_ca_or_secret_in_any_layer_or_history(docker: Docker, image: st
                 assert probe not in data, f"{probe[:20]!r} found in {member.name}"
     history = docker.ok("history", "--no-trunc", "--format", "{{.CreatedBy}}", image)
     assert "BEGIN CERTIFICATE" not in history and "PIP_CERT=/etc" not in history
+
+
+EPOCH = 1_700_000_000
+
+
+def test_source_date_epoch_clamps_every_mtime_the_build_adds(docker: Docker, image: str, tmp_path: Path):
+    """With SOURCE_DATE_EPOCH nothing the build adds is newer than it, so two builds of one commit agree.
+
+    A fixed epoch keeps the build cached from run to run. The one exception is the engine's: docker
+    20.10's BuildKit stubs /etc/hosts for each RUN when the base has none and removes the stub after
+    the RUN, which stamps /etc with the build's time (BuildKit's rewrite-timestamp would clamp it).
+    """
+    base = docker.ok("image", "inspect", "-f", '{{index .Config.Labels "org.opencontainers.image.base.name"}}', image)
+    tag = "dar-backup:e2e-source-date-epoch"
+    secret = ["--secret", f"id=pip_cert,src={os.environ['PIP_CERT']}"] if os.environ.get("PIP_CERT") else []
+    argv = ["build", "-q", "-f", "docker/Dockerfile", "--target", "final", "-t", tag, *secret]
+    for arg in (
+        f"BASE_IMAGE={base.strip()}",
+        f"DAR_BACKUP_VERSION={locked_dar_backup_version(REPO_ROOT / 'docker/requirements.txt')}",
+        f"SOURCE_DATE_EPOCH={EPOCH}",
+    ):
+        argv += ["--build-arg", arg]
+    done = subprocess.run(
+        [docker.client, *argv, "."],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DOCKER_BUILDKIT": "1"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    try:
+        subprocess.run([docker.client, "save", "-o", str(tmp_path / "image.tar"), tag], check=True)
+    finally:
+        docker("rmi", tag)
+    base_layers = len(json.loads(docker.ok("image", "inspect", "-f", "{{json .RootFS.Layers}}", base.strip())))
+    late = set()
+    with tarfile.open(tmp_path / "image.tar") as saved:
+        manifest = json.load(saved.extractfile("manifest.json"))
+        for layer in manifest[0]["Layers"][base_layers:]:
+            with tarfile.open(fileobj=saved.extractfile(layer)) as members:
+                late |= {member.name for member in members if member.mtime > EPOCH}
+    assert late <= {"etc"}, sorted(late)[:20]
 
 
 @pytest.mark.parametrize("version", ["", "latest"])
