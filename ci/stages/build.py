@@ -40,13 +40,21 @@ def build_secrets(env: Mapping[str, str]) -> dict[str, Path]:
     return {}
 
 
-def build_args(config: RunConfig, base: BaseImage) -> dict[str, str]:
-    return {"BASE_IMAGE": base.build_from, "DAR_BACKUP_VERSION": config.dar_backup_version}
+def build_args(config: RunConfig, base: BaseImage, env: Mapping[str, str]) -> dict[str, str]:
+    """SOURCE_DATE_EPOCH, when the run sets it (it pins the created label too), clamps the layers' mtimes.
+
+    Unset, it is not passed: a value changing at every run would rebuild every step.
+    """
+    args = {"BASE_IMAGE": base.build_from, "DAR_BACKUP_VERSION": config.dar_backup_version}
+    if env.get("SOURCE_DATE_EPOCH"):
+        args["SOURCE_DATE_EPOCH"] = env["SOURCE_DATE_EPOCH"]
+    return args
 
 
 async def base(engine: Engine, config: RunConfig, base: BaseImage, platform: str, report: Report) -> Image:
     with report.step("base", f"build target base FROM {base.build_from}"):
-        spec = BuildSpec("base", build_args(config, base), secret_files=build_secrets(os.environ), platform=platform)
+        args = build_args(config, base, os.environ)
+        spec = BuildSpec("base", args, secret_files=build_secrets(os.environ), platform=platform)
         return await engine.build(spec)
 
 
@@ -60,7 +68,7 @@ async def final(
     with report.step("final", f"build target final with dar-backup {config.dar_backup_version}"):
         spec = BuildSpec(
             "final",
-            build_args(config, base),
+            build_args(config, base, os.environ),
             labels,
             build_secrets(os.environ),
             config.local_tag(platform),

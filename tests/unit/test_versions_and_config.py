@@ -8,6 +8,7 @@ from ci.core.config import REPO_ROOT, build_config, created_timestamp, project_l
 from ci.core.errors import OutputError, UsageError, VersionError
 from ci.core.labels import oci_labels
 from ci.core.versions import locked_dar_backup_version, parse_release_version, tool_version
+from ci.stages.build import build_args
 
 
 @pytest.mark.parametrize("good", ["1.2.3", "0.5.6", "10.20.30", "1.0.0-rc.1", "2.0.0-beta.2"])
@@ -86,6 +87,17 @@ def test_config_defaults_to_the_locked_dar_backup_and_ubuntu():
     assert run.base_image == "ubuntu:24.04"
     assert run.created == "2023-11-14T22:13:20Z"
     assert len(run.run_id) == 8 and run.run_id != config().run_id
+
+
+def test_source_date_epoch_reaches_the_build_only_when_the_run_sets_it():
+    run, base = config(), BaseImage("ubuntu:24.04", digest="sha256:" + "c" * 64)
+    assert "SOURCE_DATE_EPOCH" not in build_args(run, base, {})
+    assert "SOURCE_DATE_EPOCH" not in build_args(run, base, {"SOURCE_DATE_EPOCH": ""})
+    assert build_args(run, base, {"SOURCE_DATE_EPOCH": "1700000000"}) == {
+        "BASE_IMAGE": base.build_from,
+        "DAR_BACKUP_VERSION": run.dar_backup_version,
+        "SOURCE_DATE_EPOCH": "1700000000",
+    }
 
 
 @pytest.mark.parametrize("dar_backup", ["latest", "", "0.0.1"])
