@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ci.core.config import REPO_ROOT, RunConfig
+from ci.core.labels import DAR_FEATURES_LABEL
 from ci.core.log import say
 from ci.core.report import Report
 from ci.engines.seam import Engine
@@ -34,6 +35,7 @@ async def build_platform(
             return None
         built = await build.final(engine, config, base, platform, base_image, report)
         facts.update(image=built.image.description, **{f"{k}_version": v for k, v in built.versions.items()})
+        facts.update(dar_features=built.labels[DAR_FEATURES_LABEL])
         if command != "final":
             await scenario.test_image(engine, built.image, report)
         return built

@@ -31,6 +31,9 @@ TOOL_LABELS = {
     "dar": "org.dar-backup.dar.version",
     "par2": "org.dar-backup.par2.version",
 }
+# What the image's dar was built with (ci.image.dar_features): read by `docker inspect` without the
+# SBOM, and re-read with every other label on the pushed digest by the release's label gate.
+DAR_FEATURES_LABEL = "org.dar-backup.dar.features"
 
 
 def oci_labels(config: RunConfig, base: BaseImage) -> dict[str, str]:

@@ -12,12 +12,13 @@ from pathlib import Path
 
 from ci.core.baseimage import BaseImage
 from ci.core.config import RunConfig
-from ci.core.labels import oci_labels, tool_labels
+from ci.core.labels import DAR_FEATURES_LABEL, oci_labels, tool_labels
 from ci.core.report import Report
 from ci.core.versions import TOOLS
 from ci.engines.seam import BuildSpec, Engine, Image
+from ci.image import dar_features
 from ci.image.gates import refuse, version_gate
-from ci.image.probe import probe_versions
+from ci.image.probe import probe_dar_features, probe_versions
 from ci.image.sbom import write_sbom
 
 
@@ -61,10 +62,11 @@ async def base(engine: Engine, config: RunConfig, base: BaseImage, platform: str
 async def final(
     engine: Engine, config: RunConfig, base: BaseImage, platform: str, base_image: Image, report: Report
 ) -> Built:
-    with report.step("final", "dar and par2 versions of the base"):
+    with report.step("final", "dar and par2 versions and dar's features of the base"):
         versions = await probe_versions(engine, base_image, ("dar", "par2"))
+        features = dar_features.label_value(await probe_dar_features(engine, base_image))
     versions = {"dar-backup": config.dar_backup_version, **versions}
-    labels = {**oci_labels(config, base), **tool_labels(versions)}
+    labels = {**oci_labels(config, base), **tool_labels(versions), DAR_FEATURES_LABEL: features}
     with report.step("final", f"build target final with dar-backup {config.dar_backup_version}"):
         spec = BuildSpec(
             "final",
@@ -77,6 +79,11 @@ async def final(
         image = await engine.build(spec)
     with report.step("final", "version gate: tool versions in the image equal the declared ones"):
         refuse(version_gate(await probe_versions(engine, image, TOOLS), versions))
+    with report.step("final", "dar feature gate: dar -V has every feature the image promises"):
+        present = await probe_dar_features(engine, image)
+        refuse(dar_features.missing(present))
+        if dar_features.label_value(present) != features:
+            refuse([f"dar -V in the image says {dar_features.label_value(present)!r}, its label {features!r}"])
     with report.step(
         "final",
         "SBOM: CycloneDX 1.6 of the image, schema-valid, tool versions equal the labels, packages for the platform",

@@ -15,10 +15,11 @@ from ci.cli import run_reported
 from ci.core.baseimage import BaseImage
 from ci.core.config import REPO_ROOT, RunConfig, build_config
 from ci.core.errors import RegistryError, StageFailure
-from ci.core.labels import BASE_DIGEST, BASE_LOCAL_ID, TOOL_LABELS, oci_labels
+from ci.core.labels import BASE_DIGEST, BASE_LOCAL_ID, DAR_FEATURES_LABEL, TOOL_LABELS, oci_labels
 from ci.core.platforms import host_platform, slug
 from ci.core.report import Report
 from ci.engines.dagger import CACHE_BUSTER, dagger_engine
+from ci.image.dar_features import features, label_value, parse
 from ci.image.sbom import sbom_file
 from ci.oci.auth import SecretRef
 from ci.pipeline import pipeline
@@ -26,7 +27,7 @@ from ci.release.plan import preflight
 from ci.release.signing import KEY_PATH, REGISTRY_CONFIG_DIR, Cosign, build_tools, signing_identity
 from ci.stages.scenario import PATHS
 from tests.support.recording import DAGGER_VERSION, Chain, RecordingSession, calls
-from tests.support.samples import DISTS, release_config
+from tests.support.samples import DAR_V_BOOKWORM, DISTS, release_config
 from tests.support.world import World
 
 SECRET_TEXT = "-----BEGIN CERTIFICATE-----PLAINTEXT-MARKER-7f3a"
@@ -162,8 +163,16 @@ def test_final_image_carries_every_label(schema, tmp_path, monkeypatch, docker_h
         TOOL_LABELS["dar-backup"]: "1.1.11",
         TOOL_LABELS["dar"]: "2.7.8",
         TOOL_LABELS["par2"]: "0.8.1",
+        DAR_FEATURES_LABEL: label_value(features(parse(DAR_V_BOOKWORM))),
     }
     assert {a["name"]: a["value"] for a in calls(final, "withLabel")} == expected
+    assert recorded.report.run["platforms"][host_platform()]["dar_features"] == expected[DAR_FEATURES_LABEL]
+
+
+def test_a_dar_without_a_promised_feature_fails_final_naming_it(schema, tmp_path, monkeypatch):
+    without = DAR_V_BOOKWORM.replace("Extended Attributes support  : YES", "Extended Attributes support  : NO")
+    with pytest.raises(StageFailure, match=r"^dar lacks the feature 'ea' \(dar -V line 'Extended Attributes support'"):
+        run_pipeline(schema, World(dar_v=without), "final", tmp_path, monkeypatch)
 
 
 def test_every_exec_busts_the_cache_and_scenario_execs_mount_the_run_volumes(schema, tmp_path, monkeypatch):

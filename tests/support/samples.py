@@ -7,6 +7,10 @@ from pathlib import Path
 
 from ci.core.config import RunConfig, build_config
 
+# `dar -V` as Debian's packages print it: bookworm's dar 2.7.8-2+b9 and trixie's 2.7.17-1+b20.
+DAR_V_BOOKWORM = (Path(__file__).parent / "dar-V/bookworm-2.7.8.txt").read_text()
+DAR_V_TRIXIE = (Path(__file__).parent / "dar-V/trixie-2.7.17.txt").read_text()
+
 AMD64 = {
     "digest": "sha256:" + "a" * 64,
     "image_id": "sha256:" + "b" * 64,

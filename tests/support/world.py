@@ -19,7 +19,7 @@ from ci.release.signing import CYCLONEDX_PREDICATE, SBOM_PATH
 from ci.stages.manifest import HASHES_MARKER
 from ci.stages.scenario import DEFINITION, LEVELS, TIME_ZONE, local_date
 from tests.support.recording import Chain, calls
-from tests.support.samples import DISTS, DPKG, OS_RELEASE
+from tests.support.samples import DAR_V_BOOKWORM, DISTS, DPKG, OS_RELEASE
 
 FILES = {"docs/a.txt": "a" * 64, "with space.txt": "b" * 64}
 ENTRIES = (
@@ -50,6 +50,7 @@ class World:
     results: dict[str, tuple[int, str]] = field(default_factory=dict)
     manifest: str = MANIFEST
     distributions: str = DISTS
+    dar_v: str = DAR_V_BOOKWORM
     attested: dict[str, str] = field(default_factory=dict)
     published: list[tuple[Chain, dict[str, Any]]] = field(default_factory=list)
 
@@ -96,6 +97,8 @@ class World:
             if key in self.exit_codes:
                 return self.exit_codes[key], ""
         command = argv[0]
+        if argv == ["dar", "-V"]:
+            return 0, self.dar_v
         if argv[-1:] == ["--version"]:
             return 0, VERSIONS[command]
         if command in ("-F", "-D", "-I"):
