@@ -34,6 +34,39 @@ DATASET_SOURCE = inspect.getsource(dataset)
 
 
 @dataclass(frozen=True)
+class Damage:
+    """Bitrot in one slice of the FULL archive: spans `OFFSET:LENGTH:zero|flip`, negative offsets from the end."""
+
+    name: str
+    slice: int
+    spans: tuple[str, ...]
+
+
+# par2's redundancy as dar-backup.conf sets it (ERROR_CORRECTION_PERCENT): 100 recovery blocks of
+# 4 KiB for an 8 MiB slice of 2000 blocks.
+PAR2_REDUNDANCY_PERCENT = 5
+# Zeroed runs, as a failing disk leaves them: dar -t notices those. (A flipped byte inside a
+# file's data it does not notice: par2 is what finds that; see the README.)
+BITROT_SHAPES = (
+    Damage("contiguous", 1, ("1048576:4096:zero",)),
+    Damage("fragmented", 1, tuple(f"{mib * 2**20 + 4099 * mib}:16:zero" for mib in range(1, 8))),
+    Damage("edge", 2, ("0:16:flip", "-16:16:flip")),
+)
+# 1 MiB damaged in an 8 MiB slice: 256 blocks of 4 KiB, past the 100 recovery blocks.
+BEYOND_REPAIR = Damage("beyond repair", 2, (f"{2**20}:{2**20}:flip",))
+# Run as `python3 -c CORRUPT_SOURCE PATH SPAN...` with the image's own python3.
+CORRUPT_SOURCE = """import sys
+with open(sys.argv[1], "r+b") as f:
+    for span in sys.argv[2:]:
+        offset, length, how = span.split(":")
+        f.seek(int(offset), 0 if int(offset) >= 0 else 2)
+        data = f.read(int(length))
+        f.seek(-len(data), 1)
+        f.write(bytes(len(data)) if how == "zero" else bytes(b ^ 0xFF for b in data))
+"""
+
+
+@dataclass(frozen=True)
 class Level:
     name: str
     flag: str
@@ -209,25 +242,62 @@ class Scenario:
                 )
 
     async def prove_bitrot_repair(self) -> None:
+        """Each repairable shape of damage: dar -t fails, par2 repairs the exact bytes; then one restore."""
         full = self.archives["FULL"]
-        slice_path = f"/backups/{full}.1.dar"
-        with self.report.step(self.stage, "bitrot: corrupted slice fails dar -t"):
-            original = await self.sha256(slice_path)
-            corrupt = ["dd", "if=/dev/zero", f"of={slice_path}", "bs=4096", "seek=256", "count=1", "conv=notrunc"]
-            fail_unless(await self.user(corrupt), "corrupting a slice")
-            if await self.sha256(slice_path) == original:
-                raise StageFailure(f"corrupting {slice_path} changed nothing")
-            tested = await self.user(["dar", "-t", f"/backups/{full}", "-Q"])
-            if tested.ok:
-                raise StageFailure(f"dar -t passed on corrupted {slice_path}")
-        with self.report.step(self.stage, "bitrot: par2 repair restores the exact bytes"):
-            fail_unless(await self.user(["par2", "repair", "-q", f"{slice_path}.par2"]), "par2 repair")
-            if await self.sha256(slice_path) != original:
-                raise StageFailure(f"par2 repair did not restore the original bytes of {slice_path}")
+        for shape in BITROT_SHAPES:
+            slice_path = f"/backups/{full}.{shape.slice}.dar"
+            with self.report.step(self.stage, f"bitrot, {shape.name}: corrupted slice fails dar -t"):
+                original = await self.corrupt(slice_path, shape)
+                tested = await self.user(["dar", "-t", f"/backups/{full}", "-Q"])
+                if tested.ok:
+                    raise StageFailure(f"dar -t passed on corrupted {slice_path} ({shape.name})")
+            with self.report.step(self.stage, f"bitrot, {shape.name}: par2 repair restores the exact bytes"):
+                fail_unless(await self.user(["par2", "repair", "-q", f"{slice_path}.par2"]), "par2 repair")
+                if await self.sha256(slice_path) != original:
+                    raise StageFailure(f"par2 repair did not restore the original bytes of {slice_path} ({shape.name})")
+        with self.report.step(self.stage, "bitrot: after the repairs dar -t passes and the restore equals FULL"):
             fail_unless(await self.user(["dar", "-t", f"/backups/{full}", "-Q"]), "dar -t after repair")
-        with self.report.step(self.stage, "bitrot: restore after repair equals the FULL snapshot"):
             snapshot, restored = self.snapshots["FULL"], await self.restore_chain("repaired", [full])
             prove_restored(snapshot, restored, "restore after repair")
+        await self.prove_beyond_repair(full)
+
+    async def prove_beyond_repair(self, full: str) -> None:
+        """Damage past the par2 redundancy: repair must fail and the restore must not pass as equal.
+
+        Last in the story: it leaves the FULL archive unrecoverable.
+        """
+        slice_path = f"/backups/{full}.{BEYOND_REPAIR.slice}.dar"
+        with self.report.step(
+            self.stage, "bitrot beyond repair: par2 repair fails, the slice is unrecoverable"
+        ) as step:
+            original = await self.corrupt(slice_path, BEYOND_REPAIR)
+            repair = await self.user(["par2", "repair", "-q", f"{slice_path}.par2"])
+            if repair.ok:
+                raise StageFailure(
+                    f"par2 repair exited 0 on {slice_path}, damaged beyond its {PAR2_REDUNDANCY_PERCENT} % redundancy"
+                )
+            if await self.sha256(slice_path) == original:
+                raise StageFailure(f"par2 repair exited {repair.exit_code} but {slice_path} has its original bytes")
+            step.message = f"{slice_path} unrecoverable: par2 repair exited {repair.exit_code}"
+        with self.report.step(self.stage, "bitrot beyond repair: a restore of what remains is not equal") as step:
+            target = "/scratch/restore-unrecoverable"
+            restore = await self.user(["-r", full, "--restore-dir", target, "--log-stdout"])
+            listed = await self.user(["sh", "-c", MANIFEST_SCRIPT, "sh", f"{target}/data"])
+            remains = parse(listed.stdout) if listed.ok else {}
+            problems = compare(self.snapshots["FULL"], remains, may_be_missing=empty_dirs(self.snapshots["FULL"]))
+            if not problems:
+                raise StageFailure(f"a restore from unrecoverable {slice_path} equals the FULL snapshot")
+            step.message = (
+                f"dar-backup -r exited {restore.exit_code}; {len(problems)} difference(s), first: {problems[0]}"
+            )
+
+    async def corrupt(self, path: str, shape: Damage) -> str:
+        """Damage `path` as `shape` says; its sha256 before. A corruption that changes nothing fails."""
+        original = await self.sha256(path)
+        fail_unless(await self.user(["python3", "-c", CORRUPT_SOURCE, path, *shape.spans]), f"corrupting {path}")
+        if await self.sha256(path) == original:
+            raise StageFailure(f"corrupting {path} ({shape.name}) changed nothing")
+        return original
 
     async def sha256(self, path: str) -> str:
         return fail_unless(await self.user(["sha256sum", path]), f"sha256sum {path}").stdout.split()[0]

@@ -212,6 +212,25 @@ def test_corruption_that_dar_does_not_notice_fails_the_stage(schema, tmp_path, m
         run_pipeline(schema, World(exit_codes={"dar -t": 0}), "test", tmp_path, monkeypatch)
 
 
+def test_a_par2_that_claims_a_repair_it_did_not_make_fails_the_stage(schema, tmp_path, monkeypatch):
+    with pytest.raises(
+        StageFailure, match=r"par2 repair did not restore the original bytes of .*\.1\.dar \(contiguous\)"
+    ):
+        run_pipeline(schema, World(par2_lies="always"), "test", tmp_path, monkeypatch)
+
+
+def test_a_par2_that_claims_success_beyond_its_redundancy_fails_the_stage(schema, tmp_path, monkeypatch):
+    with pytest.raises(StageFailure, match=r"par2 repair exited 0 on .*\.2\.dar, damaged beyond its 5 % redundancy"):
+        run_pipeline(schema, World(par2_lies="beyond"), "test", tmp_path, monkeypatch)
+
+
+def test_a_restore_from_an_unrecoverable_slice_that_looks_equal_fails_the_stage(schema, tmp_path, monkeypatch):
+    """The story's own guard: a restore that came back equal from an unrecoverable slice is a lie."""
+    world = World(damaged_restore_differs=False)
+    with pytest.raises(StageFailure, match=r"a restore from unrecoverable .*\.2\.dar equals the FULL snapshot"):
+        run_pipeline(schema, world, "test", tmp_path, monkeypatch)
+
+
 def test_unparsable_container_output_fails_that_step_and_still_writes_the_reports(
     schema, tmp_path, monkeypatch, capsys
 ):

@@ -116,7 +116,10 @@ def test_a_two_platform_release_publishes_one_index_gated_and_signed_per_platfor
         assert labels["org.opencontainers.image.version"] == "2.0.0"
         assert labels["org.dar-backup.version"] == entry["dar_backup_version"]
         tested = {s["name"] for s in report["steps"] if s["platform"] == platform and s["stage"] == "test"}
-        assert "INCR: restore FULL + DIFF + INCR" in tested and "bitrot: par2 repair restores the exact bytes" in tested
+        assert (
+            "INCR: restore FULL + DIFF + INCR" in tested
+            and "bitrot, fragmented: par2 repair restores the exact bytes" in tested
+        )
         assert any(s["name"] == f"verify {repo}@{digest}" for s in report["steps"] if s["platform"] == platform)
         facts = entry["platforms"][platform]
         sbom = json.loads((checkout / "reports" / sbom_file(platform)).read_text())

@@ -65,7 +65,7 @@ def test_report_has_every_level_and_check(two_runs):
             in names
         )
         assert f"{level}: point-in-time restore (manager --when)" in names
-    assert "bitrot: par2 repair restores the exact bytes" in names
+    assert "bitrot, fragmented: par2 repair restores the exact bytes" in names
     assert all(step["seconds"] > 0 for step in two_runs[0][2]["steps"])
 
 

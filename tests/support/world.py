@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from ci.image.sbom import VENV_PYTHON
 from ci.release.signing import CYCLONEDX_PREDICATE, SBOM_PATH
 from ci.stages.manifest import HASHES_MARKER
-from ci.stages.scenario import DEFINITION, LEVELS, TIME_ZONE, local_date
+from ci.stages.scenario import BEYOND_REPAIR, CORRUPT_SOURCE, DEFINITION, LEVELS, TIME_ZONE, local_date
 from tests.support.recording import Chain, calls
 from tests.support.samples import DAR_V_BOOKWORM, DISTS, DPKG, OS_RELEASE
 
@@ -47,6 +47,12 @@ class World:
     exit_codes: dict[str, int] = field(default_factory=dict)
     done_levels: list[str] = field(default_factory=list)
     corrupted: bool = False
+    # Damage past par2's redundancy: repair fails and a restore brings back different bytes.
+    beyond_repair: bool = False
+    # A par2 that exits 0 without repairing: "always", or only "beyond" its redundancy.
+    par2_lies: str = ""
+    # What dar does with such a slice: restores different bytes (False: a restore that looks whole).
+    damaged_restore_differs: bool = True
     results: dict[str, tuple[int, str]] = field(default_factory=dict)
     manifest: str = MANIFEST
     distributions: str = DISTS
@@ -102,9 +108,17 @@ class World:
         if argv[-1:] == ["--version"]:
             return 0, VERSIONS[command]
         if command in ("-F", "-D", "-I"):
+            if command == "-F":  # a new story (the upgrade check's) starts from undamaged archives
+                self.corrupted = self.beyond_repair = False
             self.done_levels.append(next(level.name for level in LEVELS if level.flag == command))
             return 0, "backup done\n"
         if command == "sh" and "find" in argv[2]:
+            if (
+                self.damaged_restore_differs
+                and self.beyond_repair
+                and argv[-1].startswith("/scratch/restore-unrecoverable")
+            ):
+                return 0, self.manifest.replace("a" * 64, "f" * 64)
             return 0, self.manifest
         if command == "ls":
             return 0, "".join(f"{self.archive(lv)}.1.dar\n{self.archive(lv)}.1.dar.par2\n" for lv in self.done_levels)
@@ -129,9 +143,14 @@ class World:
             return 0, dt.datetime.now(ZoneInfo(TIME_ZONE)).strftime("%Y-%m-%d %H:%M:%S\n")
         if command == "sha256sum":
             return 0, ("d" if self.corrupted else "e") * 64 + f"  {argv[1]}\n"
-        if command == "dd":
+        if argv[:3] == ["python3", "-c", CORRUPT_SOURCE]:
             self.corrupted = True
+            self.beyond_repair = tuple(argv[4:]) == BEYOND_REPAIR.spans
         if command == "par2":
+            if self.par2_lies == "always" or (self.par2_lies == "beyond" and self.beyond_repair):
+                return 0, ""
+            if self.beyond_repair:
+                return 2, ""
             self.corrupted = False
         if command == "dar" and argv[1] == "-t":
             return (5 if self.corrupted else 0), ""
