@@ -1,24 +1,51 @@
 """Manifests of directory trees, as containers print them, and their comparison. Pure functions.
 
-A container prints `find -printf` records and `sha256sum -z` lines, all NUL-separated, so any
-file name (spaces, newlines, non-UTF-8 bytes) survives; comparisons name the path, the
-attribute, what was expected and what came back.
+A container prints `find -printf` records, `sha256sum -z` lines and, from its own python3, each
+path's extended attributes (POSIX ACLs decoded into entries, any other value as its sha256), all
+NUL-separated, so any file name (spaces, newlines, non-UTF-8 bytes) survives; comparisons name the
+path, the attribute, what was expected and what came back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from ci.core.errors import OutputError
 
-FIELDS_PER_ENTRY = 8
+FIELDS_PER_ENTRY = 10
 HASHES_MARKER = "==sha256=="
+XATTRS_MARKER = "==xattrs=="
+ACL_NAMES = {"system.posix_acl_access": "acl", "system.posix_acl_default": "default_acl"}
 
-# Run in a container as: sh -c MANIFEST_SCRIPT sh DIR
+# Prints `PATH NAME VALUE` per extended attribute. ACLs are decoded from their binary form
+# (a version 2 header, then 8-byte entries: tag, permissions, id) as `getfacl -n` would print them.
+# No single quotes: it travels inside MANIFEST_SCRIPT's shell quoting.
+_XATTRS = """
+import hashlib, os, struct, sys
+TAGS = {1: "user:", 2: "user:", 4: "group:", 8: "group:", 16: "mask:", 32: "other:"}
+def acl(value):
+    entries = []
+    for offset in range(4, len(value), 8):
+        tag, perm, uid = struct.unpack_from("<HHI", value, offset)
+        who = str(uid) if tag in (2, 8) else ""
+        entries.append(TAGS[tag] + who + ":" + "".join(c if perm & b else "-" for c, b in zip("rwx", (4, 2, 1))))
+    return ",".join(entries)
+out = sys.stdout.buffer
+for top, dirs, files in os.walk(b"."):
+    for name in dirs + files:
+        path = os.path.join(top, name)
+        for attr in sorted(os.listxattr(path, follow_symlinks=False)):
+            value = os.getxattr(path, attr, follow_symlinks=False)
+            shown = acl(value) if attr.startswith("system.posix_acl_") else hashlib.sha256(value).hexdigest()
+            out.write(path[2:] + b"\\0" + attr.encode() + b"\\0" + shown.encode() + b"\\0")
+"""
+
+# Run in a container as: sh -c MANIFEST_SCRIPT sh DIR (with the image's find, sha256sum and python3)
 MANIFEST_SCRIPT = (
-    'cd "$1" && find . -mindepth 1 -printf "%y\\0%P\\0%m\\0%T@\\0%i\\0%l\\0%U\\0%G\\0" && '
-    f'printf "{HASHES_MARKER}\\0" && find . -type f -print0 | xargs -0 -r sha256sum -z'
+    'cd "$1" && find . -mindepth 1 -printf "%y\\0%P\\0%m\\0%T@\\0%i\\0%l\\0%U\\0%G\\0%s\\0%b\\0" && '
+    f'printf "{HASHES_MARKER}\\0" && find . -type f -print0 | xargs -0 -r sha256sum -z && '
+    f"printf \"{XATTRS_MARKER}\\0\" && python3 -c '{_XATTRS}'"
 )
 
 
@@ -32,6 +59,13 @@ class Entry:
     uid: str = ""
     gid: str = ""
     sha256: str = ""
+    size: str = ""
+    # 512-byte blocks allocated: what tells a sparse file from its copy with the holes filled in.
+    blocks: str = ""
+    # `user.*` and other attributes as `name=sha256`, sorted, comma-separated; ACLs as their entries.
+    xattrs: str = ""
+    acl: str = ""
+    default_acl: str = ""
 
 
 Manifest = Mapping[str, Entry]
@@ -39,9 +73,12 @@ Manifest = Mapping[str, Entry]
 
 def parse(text: str) -> dict[str, Entry]:
     """Parse what MANIFEST_SCRIPT printed."""
-    listing, marker, hashes = text.partition(f"{HASHES_MARKER}\0")
+    listing, marker, rest = text.partition(f"{HASHES_MARKER}\0")
     if not marker:
         raise OutputError("manifest has no hash section (did the listing command fail?)")
+    hashes, marker, xattr_text = rest.partition(f"{XATTRS_MARKER}\0")
+    if not marker:
+        raise OutputError("manifest has no xattr section (did python3 fail?)")
     fields = listing.split("\0")
     if fields[-1] != "" or (len(fields) - 1) % FIELDS_PER_ENTRY:
         raise OutputError(f"manifest listing has {len(fields) - 1} fields, not a multiple of {FIELDS_PER_ENTRY}")
@@ -51,11 +88,38 @@ def parse(text: str) -> dict[str, Entry]:
         if not sep or len(digest) != 64:
             raise OutputError(f"bad sha256sum record {record[:80]!r}")
         sums[name.removeprefix("./")] = digest
+    xattrs = _xattrs(xattr_text)
     entries: dict[str, Entry] = {}
     for i in range(0, len(fields) - 1, FIELDS_PER_ENTRY):
-        kind, path, mode, mtime, inode, target, uid, gid = fields[i : i + FIELDS_PER_ENTRY]
-        entries[path] = Entry(kind, mode, mtime, inode, target, uid, gid, sums.get(path, ""))
+        kind, path, mode, mtime, inode, target, uid, gid, size, blocks = fields[i : i + FIELDS_PER_ENTRY]
+        attrs = xattrs.get(path, {})
+        entries[path] = Entry(
+            kind,
+            mode,
+            mtime,
+            inode,
+            target,
+            uid,
+            gid,
+            sums.get(path, ""),
+            size,
+            blocks,
+            ",".join(f"{name}={value}" for name, value in sorted(attrs.items()) if name not in ACL_NAMES),
+            attrs.get("system.posix_acl_access", ""),
+            attrs.get("system.posix_acl_default", ""),
+        )
     return entries
+
+
+def _xattrs(text: str) -> dict[str, dict[str, str]]:
+    fields = text.split("\0")
+    if fields[-1] != "" or (len(fields) - 1) % 3:
+        raise OutputError(f"manifest xattr section has {len(fields) - 1} fields, not a multiple of 3")
+    found: dict[str, dict[str, str]] = {}
+    for i in range(0, len(fields) - 1, 3):
+        path, name, value = fields[i : i + 3]
+        found.setdefault(path, {})[name] = value
+    return found
 
 
 def hardlink_groups(manifest: Manifest) -> set[frozenset[str]]:
@@ -74,7 +138,9 @@ def empty_dirs(manifest: Manifest) -> set[str]:
 
 
 # Owners are compared only where the restore ran as root: nobody else can recreate them.
-TREE_ATTRIBUTES = ("kind", "sha256", "mode", "mtime", "target")
+# mtimes are compared as find prints them, to the nanosecond: dar reads and writes them so
+# (the feature gate requires dar -V to say "1 nanosecond" for both).
+TREE_ATTRIBUTES = ("kind", "sha256", "mode", "mtime", "target", "xattrs", "acl", "default_acl")
 OWNER_ATTRIBUTES = ("uid", "gid")
 
 
@@ -95,10 +161,56 @@ def compare(
             a, b = getattr(want, attribute), getattr(have, attribute)
             if a != b:
                 problems.append(f"{path!r}: {attribute} expected {a!r}, got {b!r}")
+    problems += [
+        problem for path in sorted(expected.keys() & got.keys()) for problem in _sparse(path, expected[path], got[path])
+    ]
     want_groups, have_groups = hardlink_groups(expected), hardlink_groups(got)
     problems += [f"hardlink group lost: {sorted(g)}" for g in sorted(want_groups - have_groups, key=sorted)]
     problems += [f"hardlink group unexpected: {sorted(g)}" for g in sorted(have_groups - want_groups, key=sorted)]
     return problems
+
+
+# A sparse file's copy may allocate a little more than its source (a partly filled block at an
+# extent's edge, an extended attribute's block), never its holes: 10 % and 64 KiB of slack.
+SPARSE_SLACK_BLOCKS = 128
+
+
+def is_sparse(entry: Entry) -> bool:
+    return entry.kind == "f" and entry.size.isdigit() and int(entry.blocks or 0) * 512 < int(entry.size)
+
+
+def _sparse(path: str, want: Entry, have: Entry) -> list[str]:
+    """A file that was sparse still is: its allocated blocks within the tolerance of the source's."""
+    if not is_sparse(want):
+        return []
+    allowed = int(want.blocks) + int(want.blocks) // 10 + SPARSE_SLACK_BLOCKS
+    if have.blocks.isdigit() and int(have.blocks) <= allowed:
+        return []
+    return [f"{path!r}: blocks expected {want.blocks!r} (sparse, at most {allowed}), got {have.blocks!r}"]
+
+
+def as_point_in_time_restores(expected: Manifest, earlier: Sequence[Manifest]) -> dict[str, Entry]:
+    """`expected` as `manager --when` restores it (dar-backup 1.1.11): xattrs removed at a later level come back.
+
+    It lays each archive's extended attributes over the previous one's without erasing any, so a
+    file keeps every attribute name it had anywhere in the chain, with its latest value.
+    `earlier` are the snapshots of the levels before, oldest first.
+    """
+    restored = dict(expected)
+    for path, entry in expected.items():
+        names = _pairs(entry.xattrs)
+        for snapshot in reversed(earlier):
+            if path in snapshot:
+                for name, value in _pairs(snapshot[path].xattrs).items():
+                    names.setdefault(name, value)
+        xattrs = ",".join(f"{name}={value}" for name, value in sorted(names.items()))
+        if xattrs != entry.xattrs:
+            restored[path] = replace(entry, xattrs=xattrs)
+    return restored
+
+
+def _pairs(xattrs: str) -> dict[str, str]:
+    return dict(pair.split("=", 1) for pair in xattrs.split(",") if pair)
 
 
 DATA_ATTRIBUTES = ("kind", "sha256", "target", "mtime")

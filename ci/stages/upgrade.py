@@ -126,7 +126,8 @@ class Upgrade:
             restored = await new.restore_chain(f"upgrade-{level.name}", chain)
             prove_restored(expected, restored, f"restore of {level.name}")
         with self.report.step(STAGE, f"{level.name}: the candidate's PITR from {version}'s catalog"):
-            await new.prove_point_in_time(level, previous, expected)
+            earlier = [old.snapshots[lv.name] for lv in LEVELS[: LEVELS.index(level)]]
+            await new.prove_point_in_time(level, previous, expected, earlier)
         return expected
 
     async def rollback(self) -> None:

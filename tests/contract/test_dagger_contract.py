@@ -231,6 +231,12 @@ def test_a_restore_from_an_unrecoverable_slice_that_looks_equal_fails_the_stage(
         run_pipeline(schema, world, "test", tmp_path, monkeypatch)
 
 
+def test_an_overlay_restore_dar_backup_no_longer_refuses_as_non_root_is_reported(schema, tmp_path, monkeypatch):
+    """The story proves dar-backup's ACL refusal on every overlay: were it lifted, the stage says so."""
+    with pytest.raises(StageFailure, match=r"as uid 1000 over a directory with an extended ACL: expected its refusal"):
+        run_pipeline(schema, World(exit_codes={"-r": 0}), "test", tmp_path, monkeypatch)
+
+
 def test_unparsable_container_output_fails_that_step_and_still_writes_the_reports(
     schema, tmp_path, monkeypatch, capsys
 ):

@@ -163,6 +163,32 @@ class NoArchive(Scenario):
         return result
 
 
+# Run in the restore's directory: what a restore that loses metadata would leave. mtimes are put back
+# so that only the metadata under test differs.
+LOSSY_RESTORE = """import os, sys
+os.chdir(sys.argv[1])
+os.removexattr("meta/xattrs.txt", "user.comment")
+os.removexattr("meta/acl.txt", "system.posix_acl_access")
+stat = os.stat("sparse.img")
+data = open("sparse.img", "rb").read()
+os.remove("sparse.img")
+with open("sparse.img", "wb") as filled:
+    filled.write(data)
+os.chmod("sparse.img", stat.st_mode)
+for path, st in (("sparse.img", stat), ("meta/acl.txt", os.stat("meta/acl.txt"))):
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+"""
+
+
+class LossyRestore(Scenario):
+    """A restore that drops an xattr, loses an ACL and writes a sparse file's holes out."""
+
+    async def manifest(self, directory: str, *, as_root: bool = False):
+        if directory == "/scratch/restore-FULL/data":
+            await self.user(["python3", "-c", LOSSY_RESTORE, directory])
+        return await super().manifest(directory, as_root=as_root)
+
+
 def run_scenario(docker: Docker, image: str, scenario_class: type[Scenario]) -> tuple[str, Report]:
     config = build_config(
         image_version=None,
@@ -200,6 +226,17 @@ def test_a_run_that_produced_no_archive_fails_the_stage(docker: Docker, image: s
     message, report = run_scenario(docker, image, NoArchive)
     assert message.startswith("no archive scenario_FULL_")
     assert report.failed[0].name == "FULL: archive named in local time, one par2 set per slice"
+
+
+def test_a_restore_that_loses_xattrs_acls_or_holes_fails_the_stage(docker: Docker, image: str):
+    message, report = run_scenario(docker, image, LossyRestore)
+    assert report.failed[0].name == "FULL: restore FULL"
+    assert "'meta/xattrs.txt': xattrs expected 'user.binary=" in message
+    assert (
+        "'meta/acl.txt': acl expected 'user::rw-,user:1001:r--,group::r--,group:1002:rw-,mask::rw-,other::r--', got ''"
+        in message
+    )
+    assert "'sparse.img': blocks expected '6144' (sparse, at most 6886), got '131072'" in message
 
 
 def test_ctrl_c_removes_everything_and_exits_130(docker: Docker, image: str, tmp_path: Path):

@@ -16,22 +16,30 @@ from zoneinfo import ZoneInfo
 
 from ci.image.sbom import VENV_PYTHON
 from ci.release.signing import CYCLONEDX_PREDICATE, SBOM_PATH
-from ci.stages.manifest import HASHES_MARKER
-from ci.stages.scenario import BEYOND_REPAIR, CORRUPT_SOURCE, DEFINITION, LEVELS, TIME_ZONE, local_date
+from ci.stages.manifest import HASHES_MARKER, XATTRS_MARKER
+from ci.stages.scenario import ACL_REFUSAL, BEYOND_REPAIR, CORRUPT_SOURCE, DEFINITION, LEVELS, TIME_ZONE, local_date
 from tests.support.recording import Chain, calls
 from tests.support.samples import DAR_V_BOOKWORM, DISTS, DPKG, OS_RELEASE
 
 FILES = {"docs/a.txt": "a" * 64, "with space.txt": "b" * 64}
 ENTRIES = (
-    ("d", "docs", "755", "100.0", "1", "", "1000", "1000"),
-    ("f", "docs/a.txt", "644", "100.0", "2", "", "1000", "1000"),
-    ("f", "with space.txt", "600", "101.0", "3", "", "1000", "1000"),
-    ("l", "link", "777", "102.0", "4", "docs/a.txt", "1000", "1000"),
+    ("d", "docs", "755", "100.0", "1", "", "1000", "1000", "4096", "8"),
+    ("f", "docs/a.txt", "664", "100.0", "2", "", "1000", "1000", "64", "8"),
+    ("f", "with space.txt", "600", "101.123456789", "3", "", "1000", "1000", "67108864", "2048"),
+    ("l", "link", "777", "102.0", "4", "docs/a.txt", "1000", "1000", "10", "0"),
+    ("p", "fifo", "640", "103.0", "5", "", "1000", "1000", "0", "0"),
+)
+XATTRS = (
+    ("docs", "system.posix_acl_default", "user::rwx,user:1001:rwx,group::r-x,mask::rwx,other::r-x"),
+    ("docs/a.txt", "system.posix_acl_access", "user::rw-,user:1001:r--,group::r--,group:1002:rw-,mask::rw-,other::r--"),
+    ("docs/a.txt", "user.binary", "9" * 64),
 )
 MANIFEST = (
     "".join("\x00".join(entry) + "\x00" for entry in ENTRIES)
     + f"{HASHES_MARKER}\x00"
     + "".join(f"{digest}  ./{path}\x00" for path, digest in FILES.items())
+    + f"{XATTRS_MARKER}\x00"
+    + "".join("\x00".join(record) + "\x00" for record in XATTRS)
 )
 VERSIONS = {
     "dar": " dar version 2.7.8, Copyright (C) 2002-2022 Denis Corbin\n",
@@ -107,6 +115,11 @@ class World:
             return 0, self.dar_v
         if argv[-1:] == ["--version"]:
             return 0, VERSIONS[command]
+        if command == "-r" and "--overwrite-restore-target" in argv:
+            # dar-backup 1.1.11 over the data set's directory with a default ACL: refused unless root forces it.
+            as_root = {"name": "RUN_AS_UID", "value": "0"} in calls(chain, "withEnvVariable")
+            if "--force-unsafe-restore-target" not in argv or not as_root:
+                return 1, f"directory '/scratch/x/data/meta/acl-dir' {ACL_REFUSAL}.\n"
         if command in ("-F", "-D", "-I"):
             if command == "-F":  # a new story (the upgrade check's) starts from undamaged archives
                 self.corrupted = self.beyond_repair = False
@@ -128,7 +141,9 @@ class World:
             return 0, "".join(f"{self.archive(lv)} : 1 MB\n" for lv in self.done_levels)
         if command == "--list-contents":
             if argv[1].startswith(f"{DEFINITION}_FULL_"):
-                return 0, "".join(f"[Saved][ ] [-L-] -rw-r--r-- u g 1 o date\tdata/{p}\n" for p in [*FILES, "link"])
+                return 0, "".join(
+                    f"[Saved][ ] [-L-] -rw-r--r-- u g 1 o date\tdata/{p}\n" for p in [*FILES, "link", "fifo"]
+                )
             return 0, ""
         if argv[:2] == ["cat", "/etc/os-release"]:
             return 0, OS_RELEASE

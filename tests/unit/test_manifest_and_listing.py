@@ -1,4 +1,5 @@
 import dataclasses
+import hashlib
 import os
 import subprocess
 
@@ -11,12 +12,16 @@ from ci.stages.manifest import (
     HASHES_MARKER,
     MANIFEST_SCRIPT,
     OWNER_ATTRIBUTES,
+    SPARSE_SLACK_BLOCKS,
     TREE_ATTRIBUTES,
+    XATTRS_MARKER,
     Entry,
+    as_point_in_time_restores,
     changed_paths,
     compare,
     empty_dirs,
     hardlink_groups,
+    is_sparse,
     parse,
 )
 
@@ -42,7 +47,7 @@ def test_truncated_manifest_is_an_error():
     with pytest.raises(OutputError, match="no hash section"):
         parse("f\0a\0644\01.0\01\0\0")
     with pytest.raises(OutputError, match="multiple"):
-        parse(f"f\0a\0644\0{HASHES_MARKER}\0")
+        parse(f"f\0a\0644\0{HASHES_MARKER}\0{XATTRS_MARKER}\0")
 
 
 def test_data_set_is_deterministic(tmp_path):
@@ -132,3 +137,103 @@ def test_owners_are_read_and_compared_only_when_asked(tmp_path):
         f"'f': uid expected '{os.getuid()}', got '1234'",
         f"'f': gid expected '{os.getgid()}', got '2345'",
     ]
+
+
+@pytest.fixture(scope="module")
+def three_levels(tmp_path_factory) -> tuple[dict[str, Entry], dict[str, Entry], dict[str, Entry]]:
+    """The data set's three snapshots, taken with the real MANIFEST_SCRIPT on this file system."""
+    root = tmp_path_factory.mktemp("levels")
+    snapshots = []
+    for step in (dataset.initial, dataset.change_for_diff, dataset.change_for_incr):
+        step(root)
+        snapshots.append(manifest_of(root))
+    return snapshots[0], snapshots[1], snapshots[2]
+
+
+def test_the_data_set_holds_xattrs_acls_a_sparse_file_a_fifo_and_nanoseconds(three_levels):
+    full, _, _ = three_levels
+    tagged = full["meta/xattrs.txt"]
+    assert [pair.split("=")[0] for pair in tagged.xattrs.split(",")] == [
+        "user.binary",
+        "user.changed-at-diff",
+        "user.comment",
+        "user.removed-at-incr",
+    ]
+    assert full["meta/empty-with-xattrs"].xattrs.startswith("user.only=")
+    assert full["meta/empty-with-xattrs"].sha256 == hashlib.sha256(b"").hexdigest()
+    assert full["meta/acl.txt"].acl == "user::rw-,user:1001:r--,group::r--,group:1002:rw-,mask::rw-,other::r--"
+    assert full["meta/acl.txt"].mode == "664"  # the mask is the group bits
+    assert full["meta/acl-dir"].default_acl.startswith("user::rw-,user:1001:rwx,")
+    sparse = full["sparse.img"]
+    assert is_sparse(sparse) and int(sparse.size) == 64 * 2**20 and int(sparse.blocks) * 512 <= 4 * 2**20
+    assert full["meta/fifo"].kind == "p"
+    assert full["meta/nanoseconds.txt"].mtime == "1700009720.1234567890"
+
+
+def test_metadata_only_changes_keep_content_and_mtime(three_levels):
+    full, diff, incr = three_levels
+    for before, after in ((full, diff), (diff, incr)):
+        assert (before["meta/xattrs.txt"].sha256, before["meta/xattrs.txt"].mtime) == (
+            after["meta/xattrs.txt"].sha256,
+            after["meta/xattrs.txt"].mtime,
+        )
+        assert "meta/xattrs.txt" not in changed_paths(before, after)[0]
+    assert [p for p in compare(full, diff) if p.startswith("'meta/") and "mtime" not in p] == [
+        f"'meta/xattrs.txt': xattrs expected {full['meta/xattrs.txt'].xattrs!r}, got {diff['meta/xattrs.txt'].xattrs!r}"
+    ]
+    assert "user.removed-at-incr" in diff["meta/xattrs.txt"].xattrs
+    assert "user.removed-at-incr" not in incr["meta/xattrs.txt"].xattrs
+    assert (
+        incr["meta/acl.txt"].acl
+        == "user::rw-,user:1001:rw-,user:1003:r--,group::r--,group:1002:rw-,mask::rw-,other::r--"
+    )
+    assert incr["meta/acl.txt"].mtime == diff["meta/acl.txt"].mtime
+
+
+def test_a_restore_that_drops_xattrs_is_named(three_levels):
+    full, _, _ = three_levels
+    dropped = {path: dataclasses.replace(entry, xattrs="") for path, entry in full.items()}
+    problems = compare(full, dropped)
+    assert f"'meta/empty-with-xattrs': xattrs expected {full['meta/empty-with-xattrs'].xattrs!r}, got ''" in problems
+    assert len(problems) == 2
+
+
+def test_a_restore_that_loses_an_acl_is_named(three_levels):
+    _, _, incr = three_levels
+    lost = {**incr, "meta/acl.txt": dataclasses.replace(incr["meta/acl.txt"], acl="")}
+    assert compare(incr, lost) == [f"'meta/acl.txt': acl expected {incr['meta/acl.txt'].acl!r}, got ''"]
+    no_default = {**incr, "meta/acl-dir": dataclasses.replace(incr["meta/acl-dir"], default_acl="")}
+    assert [p.split(" expected")[0] for p in compare(incr, no_default)] == ["'meta/acl-dir': default_acl"]
+
+
+def test_a_restore_that_fills_a_sparse_file_is_named(three_levels, tmp_path):
+    full, _, _ = three_levels
+    filled = tmp_path / "filled.img"
+    filled.write_bytes(bytes(64 * 2**20))  # what a copy that writes the holes out allocates
+    blocks = str(filled.stat().st_blocks)
+    unsparse = {**full, "sparse.img": dataclasses.replace(full["sparse.img"], blocks=blocks)}
+    allowed = int(full["sparse.img"].blocks) * 11 // 10 + SPARSE_SLACK_BLOCKS
+    assert compare(full, unsparse) == [
+        f"'sparse.img': blocks expected {full['sparse.img'].blocks!r} (sparse, at most {allowed}), got {blocks!r}"
+    ]
+    within = {**full, "sparse.img": dataclasses.replace(full["sparse.img"], blocks=str(allowed))}
+    assert compare(full, within) == []
+
+
+def test_a_manifest_without_its_xattr_section_is_an_error():
+    with pytest.raises(OutputError, match="no xattr section"):
+        parse(f"{HASHES_MARKER}\0")
+    with pytest.raises(OutputError, match="xattr section has 2 fields"):
+        parse(f"{HASHES_MARKER}\0{XATTRS_MARKER}\0a\0user.x\0")
+
+
+def test_point_in_time_restores_bring_back_xattrs_removed_at_a_later_level(three_levels):
+    full, diff, incr = three_levels
+    restores = as_point_in_time_restores(incr, [full, diff])
+    changed = {path for path in incr if restores[path] != incr[path]}
+    assert changed == {"meta/xattrs.txt"}
+    removed = next(p for p in diff["meta/xattrs.txt"].xattrs.split(",") if p.startswith("user.removed-at-incr="))
+    assert removed in restores["meta/xattrs.txt"].xattrs.split(",")
+    want, got = restores["meta/xattrs.txt"].xattrs, incr["meta/xattrs.txt"].xattrs
+    assert compare(restores, incr) == [f"'meta/xattrs.txt': xattrs expected {want!r}, got {got!r}"]
+    assert as_point_in_time_restores(diff, [full]) == diff  # the value changed at DIFF is DIFF's
