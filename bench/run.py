@@ -401,7 +401,18 @@ async def test_stage_seconds(engine: DockerEngine, image: Image) -> float:
     return time.monotonic() - started
 
 
-async def platform_figures(client: str, requested_base: str, version: str) -> list[Figure]:
+async def host_test_stage(client: str) -> Figure:
+    """The host's whole test stage on the benchmark's image: what each change to the story costs."""
+    engine = DockerEngine(f"bench{os.getpid()}t", REPO_ROOT, client)
+    image_id = check([client, "image", "inspect", "-f", "{{.Id}}", "dar-backup:bench-final"]).strip()
+    try:
+        seconds = await test_stage_seconds(engine, Image(image_id, "dar-backup:bench-final", image_id))
+    finally:
+        await engine.close()
+    return Figure(f"test stage, {host_platform()} (native)", seconds, "s", "reported", None)
+
+
+async def platform_figures(client: str, requested_base: str, version: str, host_seconds: float) -> list[Figure]:
     """The foreign platform under emulation: a cold build and the test stage, beside the host's test stage."""
     host = host_platform()
     foreign = next(platform for platform in SUPPORTED if platform != host)
@@ -410,21 +421,18 @@ async def platform_figures(client: str, requested_base: str, version: str) -> li
     suffix = tag_suffix(foreign, host)
     cold, _ = build(client, base, version, "--no-cache", "--platform", foreign, suffix=suffix)
     engine = DockerEngine(f"bench{os.getpid()}p", REPO_ROOT, client)
-    images = {}
-    for platform, tag in ((host, "dar-backup:bench-final"), (foreign, f"dar-backup:bench-final{suffix}")):
-        image_id = check([client, "image", "inspect", "-f", "{{.Id}}", tag]).strip()
-        images[platform] = Image(image_id, tag, image_id, platform)
+    image_id = check([client, "image", "inspect", "-f", "{{.Id}}", f"dar-backup:bench-final{suffix}"]).strip()
     try:
-        seconds = {platform: await test_stage_seconds(engine, image) for platform, image in images.items()}
+        seconds = await test_stage_seconds(
+            engine, Image(image_id, f"dar-backup:bench-final{suffix}", image_id, foreign)
+        )
     finally:
         await engine.close()
         check([client, "rmi", f"dar-backup:bench-final{suffix}", f"dar-backup:bench-base{suffix}"])
-    slower = seconds[foreign] / seconds[host]
     return [
         Figure(f"{foreign} cold build base+final (emulated)", cold, "s", "reported", None),
-        Figure(f"test stage, {host} (native)", seconds[host], "s", "reported", None),
-        Figure(f"test stage, {foreign} (emulated)", seconds[foreign], "s", "reported", None),
-        Figure(f"  {foreign} / {host} test stage", slower, "x", "reported", None),
+        Figure(f"test stage, {foreign} (emulated)", seconds, "s", "reported", None),
+        Figure(f"  {foreign} / {host} test stage", seconds / host_seconds, "x", "reported", None),
     ]
 
 
@@ -483,8 +491,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="dar-backup-bench-venv-") as venv_dir:
         figures, differences = build_figures(engine.client, base, version, args.cold_runs)
         figures += anyio.run(story_figures, engine.client, args.large, native_venv(Path(venv_dir)))
+    host_stage = anyio.run(host_test_stage, engine.client)
+    figures.append(host_stage)
     if not args.no_foreign:
-        figures += anyio.run(platform_figures, engine.client, requested, version)
+        figures += anyio.run(platform_figures, engine.client, requested, version, host_stage.value)
     check([engine.client, "rmi", "dar-backup:bench-final", "dar-backup:bench-base"])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     figures.append(Figure("peak memory of the benchmark process", peak, "MiB", "reported", None))
