@@ -259,3 +259,37 @@ def test_ctrl_c_removes_everything_and_exits_130(docker: Docker, image: str, tmp
     label = f"label={RUN_LABEL}={run_id}"
     assert docker.ok("ps", "-aq", "--filter", label).strip() == ""
     assert docker.ok("volume", "ls", "-q", "--filter", label).strip() == ""
+
+
+# A bug in the pipeline's own code half-way through the story: `listing.unshown_changes` raises.
+BUGGY_RUN = """
+import sys
+from ci.stages import listing
+
+def broken(*args, **kwargs):
+    raise KeyError("a bug in the pipeline")
+
+listing.unshown_changes = broken
+from ci.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_bug_in_the_pipeline_exits_3_after_the_reports_and_removes_everything(docker: Docker, image: str, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", BUGGY_RUN, "--engine", "docker", "test", "--report-dir", str(tmp_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 3, done.stdout[-3000:] + done.stderr[-3000:]
+    err = done.stderr.strip().splitlines()
+    assert err[-1] == "error: internal error: KeyError: 'a bug in the pipeline'"
+    assert any(line.startswith("Traceback") for line in err)
+    report = json.loads((tmp_path / "test.json").read_text())
+    failed = [step["name"] for step in report["steps"] if step["status"] == "failed"]
+    assert report["outcome"] == "failed" and failed == ["FULL: --list and --list-contents show the changes"]
+    label = f"label={RUN_LABEL}={report['run']['run_id']}"
+    assert docker.ok("ps", "-aq", "--filter", label).strip() == ""
+    assert docker.ok("volume", "ls", "-q", "--filter", label).strip() == ""
