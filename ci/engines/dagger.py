@@ -61,6 +61,9 @@ class DaggerEngine:
         # The engine pulls the base for each platform itself, emulating foreign ones.
         return requested, None
 
+    async def version(self) -> str:
+        return await self.client.version()
+
     async def build(self, spec: BuildSpec) -> Image:
         context = self.client.host().directory(str(self.context), exclude=CONTEXT_EXCLUDE)
         container = context.docker_build(

@@ -26,7 +26,7 @@ from ci.release.signing import KEY_PATH, REGISTRY_CONFIG_DIR, Cosign, build_tool
 from ci.stages.scenario import PATHS
 from recording import Chain, RecordingConnection, RecordingSession, calls
 from samples import DISTS, release_config
-from world import World
+from world import ENGINE_VERSION, World
 
 SECRET_TEXT = "-----BEGIN CERTIFICATE-----PLAINTEXT-MARKER-7f3a"
 
@@ -373,3 +373,15 @@ def test_cosign_on_dagger_gets_key_password_and_login_by_reference_only(schema, 
     assert {"--tlog-upload=false", "--recursive"} <= set(calls(cosign_execs["sign"], "withExec")[-1]["args"])
     for marker in ("KEY-MARKER", PASSWORD_TEXT, "LOGIN-MARKER"):
         assert all(marker not in query for query in session.queries)
+
+
+def test_the_engine_version_for_provenance_is_the_dagger_engine_s_own(schema):
+    session = RecordingSession(schema, World().answer)
+    client = dagger.Client(Context(conn=RecordingConnection(session)))
+
+    async def go() -> str:
+        async with dagger_engine("c0ffee", REPO_ROOT, client=client) as engine:
+            return await engine.version()
+
+    assert anyio.run(go) == ENGINE_VERSION
+    assert [chain for chain, leaf in session.answered if leaf == "version"] == [()]

@@ -39,6 +39,7 @@ VERSIONS = {
     "dar-backup": "dar-backup 1.1.11\ndar-backup source code is here\n",
 }
 PUBLISHED_DIGEST = "sha256:" + "c" * 64
+ENGINE_VERSION = "v0.21.8"
 PUBLIC_KEY = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----\n"
 
 
@@ -57,6 +58,8 @@ class World:
         if name == "label":
             values = [a["value"] for a in calls(chain, "withLabel") if a["name"] == args["name"]]
             return values[-1] if values else None
+        if name == "version":
+            return ENGINE_VERSION
         if name == "publish":
             self.published.append((chain, args))
             return f"{args['address']}@{PUBLISHED_DIGEST}"
