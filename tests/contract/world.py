@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ci.image.sbom import VENV_PYTHON
-from ci.release.signing import CYCLONEDX_PREDICATE, SBOM_PATH
+from ci.release.signing import PROVENANCE, SBOM
 from ci.stages.manifest import HASHES_MARKER
 from ci.stages.scenario import DEFINITION, LEVELS, TIME_ZONE, local_date
 from recording import Chain, calls
@@ -40,6 +40,8 @@ VERSIONS = {
 }
 PUBLISHED_DIGEST = "sha256:" + "c" * 64
 ENGINE_VERSION = "v0.21.8"
+# What cosign's --type names (a known kind, or the predicate type URI itself).
+PREDICATE_TYPES = {SBOM.kind: SBOM.predicate_type, PROVENANCE.kind: PROVENANCE.predicate_type}
 PUBLIC_KEY = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----\n"
 
 
@@ -51,7 +53,8 @@ class World:
     results: dict[str, tuple[int, str]] = field(default_factory=dict)
     manifest: str = MANIFEST
     distributions: str = DISTS
-    attested: dict[str, str] = field(default_factory=dict)
+    # (digest, predicateType) → the predicate files cosign attest read.
+    attested: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     published: list[tuple[Chain, dict[str, Any]]] = field(default_factory=list)
 
     def answer(self, chain: Chain, name: str, args: dict[str, Any]) -> Any:
@@ -78,17 +81,23 @@ class World:
         digest = args[-1].rpartition("@")[2]
         if args[0] == "public-key":
             return 0, PUBLIC_KEY
+        kind = args[args.index("--type") + 1] if "--type" in args else ""
         if args[0] == "attest":
-            self.attested[digest] = files[SBOM_PATH]
+            predicate_type = PREDICATE_TYPES.get(kind, kind)
+            self.attested.setdefault((digest, predicate_type), []).append(files[args[args.index("--predicate") + 1]])
         if args[0] == "verify":
             return 0, json.dumps([{"critical": {"image": {"docker-manifest-digest": digest}}}])
         if args[0] == "verify-attestation":
-            statement = {
-                "predicateType": CYCLONEDX_PREDICATE,
-                "subject": [{"digest": {"sha256": digest.removeprefix("sha256:")}}],
-                "predicate": json.loads(self.attested[digest]),
-            }
-            return 0, json.dumps({"payload": base64.b64encode(json.dumps(statement).encode()).decode()}) + "\n"
+            predicate_type = PREDICATE_TYPES[kind]
+            lines = []
+            for text in self.attested.get((digest, predicate_type), []):
+                statement = {
+                    "predicateType": predicate_type,
+                    "subject": [{"digest": {"sha256": digest.removeprefix("sha256:")}}],
+                    "predicate": json.loads(text),
+                }
+                lines.append(json.dumps({"payload": base64.b64encode(json.dumps(statement).encode()).decode()}))
+            return 0, "".join(line + "\n" for line in lines)
         return 0, ""
 
     def archive(self, level: str) -> str:
