@@ -30,7 +30,7 @@ from ci.image.sbom import write_sbom
 from ci.oci import media
 from ci.oci.auth import SecretRef, docker_config, read_secret
 from ci.oci.registry import is_loopback
-from ci.release import history, provenance, signing
+from ci.release import history, notes, provenance, refresh, signing
 from ci.release.plan import STAGE, Plan
 from ci.release.provenance import file_digests
 from ci.stages.build import Built
@@ -154,6 +154,9 @@ async def release(engine: Engine, config: RunConfig, plan: Plan, tested: Sequenc
     identity = plan.identity
     if identity is None:
         raise StageFailure("a release that is not a dry run needs a signing identity")
+    # What changed since the last release, for the notes: read before anything is pushed.
+    last = plan.builds[-1] if plan.builds else None
+    changes = await refresh.changes_since(engine, last, tested, plan.auth, report, STAGE) if last else []
     with report.step(STAGE, "build the signing tools image (cosign)"):
         tools = await signing.build_tools(engine)
     names = [built.platform for built in tested]
@@ -180,7 +183,12 @@ async def release(engine: Engine, config: RunConfig, plan: Plan, tested: Sequenc
                 raise StageFailure(f"{plan.repo}:{tag} points at {moved}, not {digest}")
     with report.step(STAGE, "append the build history"):
         values = history_values(config, plan, digest, tested[0].versions, platforms, signed)
-        history.append(plan.history_path, history.next_entry(plan.builds, values))
+        entry = history.next_entry(plan.builds, values)
+        history.append(plan.history_path, entry)
+    with report.step(STAGE, f"release notes: {config.report_dir / notes.NOTES_FILE}"):
+        upgrade = notes.upgrade_result(report.steps, report.run.get("previous_version"))
+        commands = signing.user_commands(identity, f"{plan.repo}@{digest}", is_loopback(plan.registry.host))
+        write_atomically(config.report_dir / notes.NOTES_FILE, notes.render(entry, last, changes, upgrade, commands))
 
 
 @dataclass(frozen=True)

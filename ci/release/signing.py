@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,9 +109,11 @@ def signature_tags(digest: str) -> tuple[str, str]:
     return f"{tag}.sig", f"{tag}.att"
 
 
-def _with_identity(args: list[str], identity: Identity, insecure: bool, *, verifying: bool) -> list[str]:
+def _with_identity(
+    args: list[str], identity: Identity, insecure: bool, *, verifying: bool, public_key: str = PUBLIC_KEY_PATH
+) -> list[str]:
     if identity.key is not None and verifying:
-        args += ["--key", PUBLIC_KEY_PATH, "--insecure-ignore-tlog=true"]
+        args += ["--key", public_key, "--insecure-ignore-tlog=true"]
     elif identity.key is not None:
         # A private key has no public transparency log to record its signatures in.
         args += ["--key", KEY_PATH, "--tlog-upload=false"]
@@ -135,13 +138,23 @@ def attest_args(identity: Identity, ref: str, insecure: bool, what: Attestation 
     return [*_with_identity(attest, identity, insecure, verifying=False), ref]
 
 
-def verify_args(identity: Identity, ref: str, insecure: bool) -> list[str]:
-    return [*_with_identity(["verify", "--output", "json"], identity, insecure, verifying=True), ref]
+def verify_args(identity: Identity, ref: str, insecure: bool, public_key: str = PUBLIC_KEY_PATH) -> list[str]:
+    verify = ["verify", "--output", "json"]
+    return [*_with_identity(verify, identity, insecure, verifying=True, public_key=public_key), ref]
 
 
-def verify_attestation_args(identity: Identity, ref: str, insecure: bool, what: Attestation = SBOM) -> list[str]:
+def verify_attestation_args(
+    identity: Identity, ref: str, insecure: bool, what: Attestation = SBOM, public_key: str = PUBLIC_KEY_PATH
+) -> list[str]:
     verify = ["verify-attestation", "--type", what.kind, "--output", "json"]
-    return [*_with_identity(verify, identity, insecure, verifying=True), ref]
+    return [*_with_identity(verify, identity, insecure, verifying=True, public_key=public_key), ref]
+
+
+def user_commands(identity: Identity, ref: str, insecure: bool, public_key: str = "cosign.pub") -> list[str]:
+    """The commands a user runs to verify ref as the release did: signature, SBOM, provenance."""
+    argvs = [verify_args(identity, ref, insecure, public_key)]
+    argvs += [verify_attestation_args(identity, ref, insecure, what, public_key) for what in (SBOM, PROVENANCE)]
+    return [shlex.join(["cosign", *argv]) for argv in argvs]
 
 
 def _json_documents(text: str) -> list[Any]:

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -497,7 +498,9 @@ def test_refresh_without_a_previous_release_has_nothing_to_do(registry: LocalReg
     assert registry.tags(NAME) == [] and not (checkout / "reports").exists()
 
 
-def test_a_second_release_proves_the_first_releases_archives_restore(image, registry: LocalRegistry, checkout: Path):
+def test_a_second_release_proves_the_first_releases_archives_restore(
+    docker: Docker, image, tools: Image, registry: LocalRegistry, checkout: Path, signing_key: KeyPair
+):
     repo = f"{registry.address}/{NAME}"
     done = release(checkout, "--image-version", "1.0.0", "--repo", repo)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
@@ -505,6 +508,11 @@ def test_a_second_release_proves_the_first_releases_archives_restore(image, regi
     assert [(s["name"], s["status"], s["message"]) for s in first["steps"] if s["stage"] == "upgrade"] == [
         ("archives of the previous release restore with the candidate", "skipped", "skipped: no previous release")
     ]
+    first_notes = (checkout / "reports/release-notes.md").read_text()
+    assert (
+        first_notes.startswith("# dar-backup image 1.0.0\n") and "- First release in the build history" in first_notes
+    )
+    assert "## Upgrade check\n\nskipped: no previous release\n" in first_notes
     commit_history(checkout, "1.0.0")
     previous = history.read(checkout / "doc/build-history.json")[0]["image_ref"]
     done = release(checkout, "--image-version", "1.1.0", "--repo", repo)
@@ -520,6 +528,28 @@ def test_a_second_release_proves_the_first_releases_archives_restore(image, regi
         assert f"{level}: the candidate's PITR from 1.0.0's catalog" in names
     assert "rollback: 1.0.0 restores the candidate's FULL" in names
     assert any(n.startswith(f"upgrade from 1.0.0 ({previous}): previous: dar-backup ") for n in report["notes"])
+    # The second release's notes: the first as previous, from the history, and commands that work.
+    first_entry, second = history.read(checkout / "doc/build-history.json")
+    text = (checkout / "reports/release-notes.md").read_text()
+    assert f"- Previous release: 1.0.0 (`{first_entry['image_ref']}`)" in text
+    assert f"- Image: `{second['image_ref']}`" in text and f"| {HOST} | `{second['digest']}` |" in text
+    for tool, key in (("dar-backup", "dar_backup_version"), ("dar", "dar_version"), ("par2", "par2_version")):
+        assert f"- {tool} {second[key]} (unchanged)" in text
+    # The same base and packages as 1.0.0: refresh's comparison finds nothing.
+    assert "No change since 1.0.0." in text
+    gating = [s for s in upgrade if not s["name"].startswith("rollback: ")]
+    assert f"## Upgrade check\n\npassed: {len(gating)}/{len(gating)} checks, 1.0.0's archives" in text
+    commands = text.split("```sh\n", 1)[1].split("\n```", 1)[0].splitlines()
+    assert len(commands) == 3 and all(second["image_ref"] in c for c in commands)
+    # A user runs them as written, beside the public key they were given.
+    for command in commands:
+        argv = shlex.split(command)
+        assert argv[0] == "cosign"
+        ran = docker(
+            "run", "--rm", "--network", "host", "-v", f"{signing_key.public}:/user/cosign.pub:ro", "-w", "/user",
+            tools.ref, *argv[1:],
+        )  # fmt: skip
+        assert ran.returncode == 0, command + "\n" + ran.stderr[-2000:]
 
 
 class DarRefusesOldArchives(DockerEngine):
