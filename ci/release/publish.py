@@ -1,9 +1,9 @@
 """Publishing a tested release: push it by digest, verify, sign, move the floating tags, record.
 
 Order matters: nothing is pushed before every gate passed; no floating tag moves before the
-pushed digest was read back, re-gated, signed, its SBOM attested and both verified; the
-history changes only after all of that. What was pushed is a `Candidate`: any failure from the
-push on withdraws it.
+pushed digest was read back, re-gated, signed, its SBOM and SLSA provenance attested and all
+of it verified; the history and the release notes change only after all of that. What was
+pushed is a `Candidate`: any failure from the push on withdraws it.
 """
 
 from __future__ import annotations
@@ -157,6 +157,8 @@ async def release(engine: Engine, config: RunConfig, plan: Plan, tested: Sequenc
     # What changed since the last release, for the notes: read before anything is pushed.
     last = plan.builds[-1] if plan.builds else None
     changes = await refresh.changes_since(engine, last, tested, plan.auth, report, STAGE) if last else []
+    with report.step(STAGE, "the engine's version and the build files, for provenance"):
+        made = Made(engine.name, await engine.version(), file_digests(REPO_ROOT))
     with report.step(STAGE, "build the signing tools image (cosign)"):
         tools = await signing.build_tools(engine)
     names = [built.platform for built in tested]
@@ -166,8 +168,6 @@ async def release(engine: Engine, config: RunConfig, plan: Plan, tested: Sequenc
     with report.step(STAGE, f"read back {plan.ref}: {digest} names {', '.join(names)}"):
         digests = await candidate.guard("verification", read_back(plan, digest, names))
         candidate.pushed += [d for d in digests.values() if d != digest]
-    with report.step(STAGE, "the engine's version and the build files, for provenance"):
-        made = Made(engine.name, await candidate.guard("provenance", engine.version()), file_digests(REPO_ROOT))
     published = [await verify_platform(engine, config, candidate, built, digests, made, report) for built in tested]
     with tempfile.TemporaryDirectory(prefix="dar-backup-ci-cosign-") as private_dir:
         login = registry_config(plan, Path(private_dir))
