@@ -48,7 +48,8 @@ def step(lines: list[str], name: str) -> dict[str, object]:
         return [line.strip() for line in lines[:end]]
 
     env = dict(line.split(": ", 1) for line in nested("env:"))
-    return {"run": " ".join(nested("run: >-")), "env": env}
+    keys = [line.strip().split(":", 1)[0] for line in block if re.match(r"        \w", line)]
+    return {"run": " ".join(nested("run: >-")), "env": env, "keys": keys}
 
 
 def test_only_the_release_job_publishes_a_github_release_with_the_job_token():
@@ -57,6 +58,8 @@ def test_only_the_release_job_publishes_a_github_release_with_the_job_token():
     assert publishing == ["release"]
     release = step(workflow["release"], "GitHub Release")
     assert release["env"] == {"GH_TOKEN": "${{ github.token }}", "GH_REPO": "${{ github.repository }}"}
+    # No condition of its own: every release that got this far (history committed) publishes.
+    assert release["keys"] == ["run", "env"]
     # The job may create it (contents: write) and runs only for v* tags.
     assert "      contents: write # the build history commit, pushed by scripts/commit-history" in workflow["release"]
     # Nothing from the event is pasted into the command: names arrive through the environment.
