@@ -61,7 +61,8 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument(
         "--image-version",
         default=env.get("DAR_BACKUP_IMAGE_VERSION"),
-        help="semver of the image, e.g. 1.2.3 (default 0.0.0-dev) [DAR_BACKUP_IMAGE_VERSION]",
+        help="semver of the image, e.g. 1.2.3 (default 0.0.0-dev; a release on GitHub for tag vX.Y.Z: X.Y.Z) "
+        "[DAR_BACKUP_IMAGE_VERSION]",
     )
     p.add_argument(
         "--dar-backup-version",
@@ -116,12 +117,20 @@ def writable_report_dir(path: Path) -> None:
         raise UsageError(f"cannot use {path} as --report-dir: not writable")
 
 
+def tag_version(env: Mapping[str, str]) -> str | None:
+    """What a GitHub run for git tag vX.Y.Z releases: X.Y.Z (image tags are bare semver)."""
+    name = env.get("GITHUB_REF_NAME", "")
+    return name[1:] if env.get("GITHUB_REF_TYPE") == "tag" and name.startswith("v") else None
+
+
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     try:
         args = parser(env).parse_args(argv)
         engine_name, why = choose_engine(args.engine, env)
         image_version = args.image_version
+        if args.command == "release" and image_version is None:
+            image_version = tag_version(env)
         if args.command == "refresh":
             if image_version is not None:
                 raise UsageError("refresh picks its version itself (the next patch after the last release)")

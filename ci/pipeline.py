@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 
 from ci.core.config import REPO_ROOT, RunConfig
@@ -10,6 +9,7 @@ from ci.core.log import say
 from ci.core.report import Report
 from ci.engines.seam import Engine
 from ci.engines.select import open_engine
+from ci.oci.auth import RegistryAuth
 from ci.release import refresh
 from ci.release.plan import Plan, preflight
 from ci.release.publish import release
@@ -21,19 +21,18 @@ PUBLISHING = ("release", "refresh")
 
 
 async def build_platform(
-    engine: Engine, command: str, config: RunConfig, platform: str, report: Report
+    engine: Engine, command: str, config: RunConfig, platform: str, report: Report, auth: RegistryAuth | None
 ) -> Built | None:
     """base → final → test for one platform, as far as the command goes; its steps name the platform."""
     with report.on_platform(platform) as facts:
-        base_ref, base_digest = await engine.resolve_base(config.base_image, platform)
-        if base_ref != config.base_image:
-            say("pipeline", f"{platform}: building FROM {base_ref} instead of {config.base_image}")
-        config = dataclasses.replace(config, base_image=base_ref, base_digest=base_digest)
-        facts.update(base_image=base_ref, base_digest=base_digest or "")
-        base_image = await build.base(engine, config, platform, report)
+        base = await engine.resolve_base(config.base_image, platform, auth)
+        if base.name != config.base_image:
+            say("pipeline", f"{platform}: building FROM {base.name} instead of {config.base_image}")
+        facts.update(base_image=base.name, base_digest=base.digest or "", base_local_id=base.local_id or "")
+        base_image = await build.base(engine, config, base, platform, report)
         if command == "base":
             return None
-        built = await build.final(engine, config, platform, base_image, report)
+        built = await build.final(engine, config, base, platform, base_image, report)
         facts.update(image=built.image.description, **{f"{k}_version": v for k, v in built.versions.items()})
         if command != "final":
             await scenario.test_image(engine, built.image, report)
@@ -49,7 +48,11 @@ async def pipeline(command: str, engine: Engine, config: RunConfig, report: Repo
         if config.previous_image
         else None
     )
-    tested = [built for p in config.platforms if (built := await build_platform(engine, command, config, p, report))]
+    # A base on the release's own registry is read with the release's credentials.
+    auth = plan.auth if plan is not None else None
+    tested = [
+        built for p in config.platforms if (built := await build_platform(engine, command, config, p, report, auth))
+    ]
     if command in ("base", "final"):
         return
     if plan is not None:

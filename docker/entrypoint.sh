@@ -36,15 +36,18 @@ is_number() {
 }
 
 # The home directory of a UID if it has a writable one, else /tmp: HOME must never be /root.
+# Read from /etc/passwd by bash itself, as getent would (the image's NSS is `passwd: files`):
+# every program forked here is paid at every start.
 home_for() {
-	local entry home
-	if entry=$(getent passwd "$1"); then
-		home=$(cut -d: -f6 <<<"$entry")
+	local uid home
+	while IFS=: read -r _ _ uid _ _ home _; do
+		[ "$uid" = "$1" ] || continue
 		if [ -d "$home" ] && [ -w "$home" ]; then
 			printf '%s\n' "$home"
 			return
 		fi
-	fi
+		break
+	done </etc/passwd
 	printf '/tmp\n'
 }
 
@@ -210,10 +213,11 @@ main() {
 	if [ "${1:0:1}" = - ]; then
 		set -- dar-backup "$@"
 	fi
-	if [ "$(id -u)" = 0 ]; then
+	# EUID is what `id -u` prints, without forking it.
+	if [ "$EUID" = 0 ]; then
 		become_run_as_user "$@"
 	fi
-	HOME=$(home_for "$(id -u)")
+	HOME=$(home_for "$EUID")
 	export HOME
 	if [ "$1" = dar-backup ] && ! asks_only_for_help "$@"; then
 		run_dar_backup_checks "${@:2}"

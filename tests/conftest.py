@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from ci.core.config import REPO_ROOT
-from registry import LocalRegistry
+from tests.support.registry import LocalRegistry
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import subprocess
@@ -14,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ci.core.errors import UsageError
-from ci.core.labels import DEFAULT_SOURCE, IMAGE_NAME
+from ci.core.names import DEFAULT_SOURCE, IMAGE_NAME
 from ci.core.platforms import host_platform, tag_suffix
 from ci.core.versions import locked_dar_backup_version, parse_release_version
 
@@ -36,7 +35,6 @@ class RunConfig:
     licenses: str
     dry_run: bool
     report_dir: Path
-    base_digest: str | None = None
     # `test --previous-image`: the release whose archives the candidate must restore.
     previous_image: str | None = None
     # What is built, in this order (the upgrade check runs on the first).
@@ -65,8 +63,9 @@ def _git(root: Path, *args: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def git_revision(root: Path) -> str:
-    return os.environ.get("GITHUB_SHA") or _git(root, "rev-parse", "HEAD") or "unknown"
+def git_revision(root: Path, env: Mapping[str, str]) -> str:
+    """The revision that is built: the checkout's, which GitHub's GITHUB_SHA need not be (see plan)."""
+    return _git(root, "rev-parse", "HEAD") or env.get("GITHUB_SHA") or "unknown"
 
 
 def git_tree_is_clean(root: Path) -> bool:
@@ -167,7 +166,7 @@ def build_config(
         )
     if repo is not None and (not repo or repo != repo.strip() or ":" in repo.rsplit("/", 1)[-1]):
         raise UsageError(f"--repo must be REGISTRY/NAME without a tag, got {repo!r}")
-    revision = git_revision(root)
+    revision = git_revision(root, env)
     return RunConfig(
         image_version=str(image),
         dar_backup_version=str(dar_backup),

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ci.core.config import RunConfig
-
-IMAGE_NAME = "dar-backup"
-TITLE = "dar-backup"
-DESCRIPTION = "dar, par2 and the dar-backup wrapper for verified container backups, run as a non-root user"
-AUTHORS = "dar-backup-image maintainers"
-DEFAULT_SOURCE = "https://github.com/per2jensen/dar-backup-image"
+from ci.core.baseimage import BaseImage
+from ci.core.config import RunConfig
+from ci.core.names import AUTHORS, DESCRIPTION, TITLE
 
 OCI = "org.opencontainers.image"
-# Present on every final image; base.digest joins them when the base has a registry digest.
+# Present on every final image, with one of BASE_DIGEST and BASE_LOCAL_ID.
 REQUIRED_OCI_KEYS = (
     "title",
     "description",
@@ -29,6 +23,9 @@ REQUIRED_OCI_KEYS = (
     "base.name",
     "ref.name",
 )
+BASE_DIGEST = f"{OCI}.base.digest"
+# A base no registry serves (a bootstrap) has no digest to label, only the engine's image id.
+BASE_LOCAL_ID = "org.dar-backup.base.local-id"
 TOOL_LABELS = {
     "dar-backup": "org.dar-backup.version",
     "dar": "org.dar-backup.dar.version",
@@ -36,8 +33,8 @@ TOOL_LABELS = {
 }
 
 
-def oci_labels(config: RunConfig) -> dict[str, str]:
-    """The OCI annotations every final image carries, as the run declares them."""
+def oci_labels(config: RunConfig, base: BaseImage) -> dict[str, str]:
+    """The OCI annotations every final image carries, as the run declares them, over base."""
     labels = {
         f"{OCI}.title": TITLE,
         f"{OCI}.description": DESCRIPTION,
@@ -48,11 +45,13 @@ def oci_labels(config: RunConfig) -> dict[str, str]:
         f"{OCI}.url": config.source,
         f"{OCI}.licenses": config.licenses,
         f"{OCI}.authors": AUTHORS,
-        f"{OCI}.base.name": config.base_image,
+        f"{OCI}.base.name": base.name,
         f"{OCI}.ref.name": config.ref_name,
     }
-    if config.base_digest:
-        labels[f"{OCI}.base.digest"] = config.base_digest
+    if base.digest is not None:
+        labels[BASE_DIGEST] = base.digest
+    if base.local_id is not None:
+        labels[BASE_LOCAL_ID] = base.local_id
     return labels
 
 

@@ -1,8 +1,9 @@
-"""The Dagger adapter (dagger-io 0.21.8): the seam mapped onto Directory.docker_build and Container.
+"""The Dagger adapter (the dagger-io pyproject.toml pins): the seam mapped onto Directory.docker_build and Container.
 
 Containers stay lazy Dagger objects kept by key; volumes are cache volumes keyed by the run
 id, so no run ever sees another's data; secrets go by reference (`env://`, `file://`), so no
-plaintext ever enters a query.
+plaintext ever enters a query — except a build's secret files, which are public data (a
+proxy's CA bundle): the engine takes only named secrets for a Dockerfile's secret mounts.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ from contextlib import asynccontextmanager
 from itertools import count
 from pathlib import Path
 
+import anyio
 import dagger
 from dagger import dag
 
+from ci.core.baseimage import BaseImage
 from ci.core.errors import EngineError
 from ci.engines.seam import BuildSpec, Image, Mount, RunResult, Volume
 from ci.oci.auth import RegistryAuth, SecretRef
+from ci.oci.base import resolve_digest
 
 # What the build never needs: keeps uploads small and stops local state from busting the cache.
 CONTEXT_EXCLUDE = [
@@ -57,9 +61,19 @@ class DaggerEngine:
             return container
         return container.with_registry_auth(auth.address, auth.username, self._secret(auth.password))
 
-    async def resolve_base(self, requested: str, platform: str) -> tuple[str, str | None]:
-        # The engine pulls the base for each platform itself, emulating foreign ones.
-        return requested, None
+    async def resolve_base(self, requested: str, platform: str, auth: RegistryAuth | None) -> BaseImage:
+        # The engine pulls the base for each platform itself, emulating foreign ones; it has no
+        # images of its own to fall back on, so a base the registry does not resolve is an error.
+        digest = await anyio.to_thread.run_sync(resolve_digest, requested, platform, auth)
+        return BaseImage(requested, digest=digest)
+
+    def _build_secret(self, secret_id: str, path: Path) -> dagger.Secret:
+        # dockerBuild mounts a secret at /run/secrets/<its name> and refuses one without a name
+        # (the engine's core/container.go); only setSecret names one, and it takes the plaintext.
+        try:
+            return self.client.set_secret(secret_id, path.read_text())
+        except OSError as err:
+            raise EngineError(f"cannot read the build secret {secret_id} from {path}: {err.strerror}") from None
 
     async def version(self) -> str:
         return await self.client.version()
@@ -70,7 +84,7 @@ class DaggerEngine:
             dockerfile=spec.dockerfile,
             target=spec.target,
             build_args=[dagger.BuildArg(name=k, value=v) for k, v in spec.build_args.items()],
-            secrets=[self._secret(ref) for ref in spec.secrets.values()],
+            secrets=[self._build_secret(key, path) for key, path in spec.secret_files.items()],
             platform=dagger.Platform(spec.platform) if spec.platform else None,
         )
         for key, value in spec.labels.items():

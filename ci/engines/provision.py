@@ -146,15 +146,6 @@ def ensure_daemon(client: str, wait_seconds: float = 60.0) -> None:
     raise EngineError(f"dockerd did not answer within {wait_seconds:.0f}s; see {DOCKERD_LOG}")
 
 
-def repo_digest(client: str, ref: str) -> str | None:
-    """The registry digest of a pulled image; None for images that never came from a registry."""
-    out = _run([client, "image", "inspect", "-f", "{{range .RepoDigests}}{{println .}}{{end}}", ref]).stdout
-    for line in out.splitlines():
-        if "@sha256:" in line:
-            return line.split("@", 1)[1]
-    return None
-
-
 def bootstrap_base(client: str, tag: str, source: AptSource, platform: str) -> None:
     if shutil.which("debootstrap") is None:
         apt_install("debootstrap")
@@ -246,12 +237,6 @@ def trim_rootfs(rootfs: Path) -> None:
             shutil.rmtree(locale)
 
 
-@dataclass(frozen=True)
-class BaseImage:
-    ref: str
-    digest: str | None
-
-
 def debian_suite(requested: str, known_suites: set[str]) -> str | None:
     """`trixie` for `debian:trixie-slim` (or `docker.io/library/debian:trixie`); None for other images."""
     name, _, tag = requested.partition("@")[0].rpartition(":")
@@ -266,17 +251,17 @@ def image_platform(client: str, ref: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def ensure_base_image(client: str, requested: str, platform: str, host: str) -> BaseImage:
-    """The requested base for platform if present or pullable, else a local bootstrap.
+def ensure_base_image(client: str, requested: str, platform: str, host: str) -> str:
+    """The tag of the requested base for platform if present or pullable, else of a local bootstrap.
 
     A `debian:SUITE` image is bootstrapped as that suite, anything else (ubuntu:24.04) as the
     host's own release, both from the mirror apt already uses. The host's bootstrap is tagged
     by suite alone, a foreign platform's by suite and architecture.
     """
     if image_platform(client, requested) == platform:
-        return BaseImage(requested, repo_digest(client, requested))
+        return requested
     if _run([client, "pull", "-q", "--platform", platform, requested]).returncode == 0:
-        return BaseImage(requested, repo_digest(client, requested))
+        return requested
     known = {p.name for p in DEBOOTSTRAP_SCRIPTS.glob("*")} if DEBOOTSTRAP_SCRIPTS.is_dir() else set()
     if not known:
         apt_install("debootstrap")
@@ -290,4 +275,4 @@ def ensure_base_image(client: str, requested: str, platform: str, host: str) -> 
         say("engine", f"{requested} cannot be pulled; reusing the bootstrapped {tag}")
     else:
         bootstrap_base(client, tag, source, platform)
-    return BaseImage(tag, None)
+    return tag

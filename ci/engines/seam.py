@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
+from ci.core.baseimage import BaseImage
 from ci.oci.auth import RegistryAuth, SecretRef
 
 
@@ -18,7 +20,10 @@ class BuildSpec:
     target: str
     build_args: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
-    secrets: Mapping[str, SecretRef] = field(default_factory=dict)
+    # BuildKit secret mounts by id (`--mount=type=secret,id=…`): files kept out of every layer,
+    # but public data (a proxy's CA bundle). Dagger's dockerBuild takes only named secrets, and
+    # naming one puts its plaintext in the query, so a password or key must never come here.
+    secret_files: Mapping[str, Path] = field(default_factory=dict)
     tag: str | None = None
     dockerfile: str = "docker/Dockerfile"
     # `linux/arm64`; None builds for the engine's own platform.
@@ -66,8 +71,10 @@ class RunResult:
 class Engine(Protocol):
     name: str
 
-    async def resolve_base(self, requested: str, platform: str) -> tuple[str, str | None]:
-        """The base image to build FROM for platform, and its registry digest when known.
+    async def resolve_base(self, requested: str, platform: str, auth: RegistryAuth | None) -> BaseImage:
+        """The base to build FROM for platform: its registry digest (read with `ci.oci.base`, auth
+        only for its own registry), or where the engine can make do without a registry, its own
+        image, marked local.
 
         Also readies the engine for the platform: a foreign one is emulated from here on.
         """

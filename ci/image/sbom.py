@@ -26,7 +26,7 @@ from packageurl import PackageURL
 from ci.core.config import RunConfig
 from ci.core.errors import OutputError, StageFailure
 from ci.core.files import write_atomically
-from ci.core.labels import IMAGE_NAME
+from ci.core.names import IMAGE_NAME
 from ci.core.platforms import architecture, slug
 from ci.core.report import Report
 from ci.engines.seam import Engine, Image

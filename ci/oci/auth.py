@@ -49,6 +49,25 @@ def split_repo(repo: str) -> tuple[str, str]:
     return DOCKER_HUB, repo if "/" in repo else f"library/{repo}"
 
 
+def split_reference(ref: str) -> tuple[str, str]:
+    """(repository, tag or digest) of `name[:tag][@digest]`: the digest wins, a bare name is `latest`."""
+    name, at, digest = ref.partition("@")
+    # A colon after the last slash ends the name; one before it belongs to the host's port.
+    colon = name.rfind(":")
+    tag = "latest"
+    if colon > name.rfind("/"):
+        name, tag = name[:colon], name[colon + 1 :]
+    return name, digest if at else tag
+
+
+def auth_for(repo: str, auth: RegistryAuth | None) -> RegistryAuth | None:
+    """The run's credentials for repo only when repo is on their registry: never sent to another host."""
+    if auth is None:
+        return None
+    host = split_repo(repo)[0]
+    return auth if auth.address == ("docker.io" if host == DOCKER_HUB else host) else None
+
+
 def registry_auth(env: Mapping[str, str], repo: str) -> RegistryAuth | None:
     """Credentials by reference: DAR_BACKUP_REGISTRY_USERNAME with ..._PASSWORD or ..._PASSWORD_FILE."""
     username = env.get("DAR_BACKUP_REGISTRY_USERNAME")

@@ -14,6 +14,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from http.client import HTTPMessage
+from typing import IO
 
 from ci.core.errors import RegistryError
 from ci.oci.auth import RegistryAuth, read_secret, split_repo
@@ -68,6 +70,28 @@ def same_origin(current: str, reference: str, what: str) -> str:
     return url
 
 
+class _NoCredentialsElsewhere(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect, dropping the credentials when it leads to another host (Docker Hub's blob CDN)."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        here, there = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(newurl)
+        if new is not None and (here.scheme, here.netloc) != (there.scheme, there.netloc):
+            new.remove_header("Authorization")
+        return new
+
+
+_OPENER = urllib.request.build_opener(_NoCredentialsElsewhere)
+
+
 @dataclass
 class Response:
     status: int
@@ -97,7 +121,7 @@ class Registry:
     def _send(self, method: str, url: str, headers: dict[str, str], data: bytes | None) -> Response:
         request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as answer:  # noqa: S310
+            with _OPENER.open(request, timeout=self.timeout) as answer:
                 return Response(answer.status, {k.lower(): v for k, v in answer.headers.items()}, answer.read())
         except urllib.error.HTTPError as err:
             return Response(err.code, {k.lower(): v for k, v in err.headers.items()}, err.read())
@@ -178,6 +202,15 @@ class Registry:
         if answer.status != 200:
             raise RegistryError(f"reading manifest {self.repo}:{reference}: HTTP {answer.status}")
         return answer.headers.get("content-type", json.loads(answer.body).get("mediaType", "")), answer.body
+
+    def blob(self, digest: str) -> bytes:
+        """A blob's bytes, refused unless they hash to digest."""
+        answer = self.request("GET", f"blobs/{digest}")
+        if answer.status != 200:
+            raise RegistryError(f"reading blob {digest} of {self.repo}: HTTP {answer.status}")
+        if "sha256:" + hashlib.sha256(answer.body).hexdigest() != digest:
+            raise RegistryError(f"blob {digest} of {self.repo}: the bytes have another digest")
+        return answer.body
 
     def put_manifest(self, reference: str, media_type: str, body: bytes) -> str:
         """Store a manifest under a tag or its own digest; returns the digest the registry serves."""

@@ -15,9 +15,10 @@ from ci.core.platforms import SUPPORTED
 from ci.release.signing import PROVENANCE, SBOM
 
 # 2: one entry per release of one or more platforms, each platform with its own digest and SBOM.
-# 3: each release also says which predicates were attested and verified (`signing.attested`) and
-#    each platform the sha256 of its SLSA provenance. Format 2 is read by migrating it (`migrate`).
-FORMAT = 3
+# 3: a platform's base is a registry digest or, for a base no registry serves, a local image id.
+# 4: each release also says which predicates were attested and verified (`signing.attested`) and
+#    each platform the sha256 of its SLSA provenance. Format 3 is read by migrating it (`migrate`).
+FORMAT = 4
 CYCLONEDX, SLSA_PROVENANCE = SBOM.predicate_type, PROVENANCE.predicate_type
 # Every entry has exactly these keys; the value types are checked too.
 ENTRY_FIELDS: dict[str, type | tuple[type, ...]] = {
@@ -46,7 +47,9 @@ PLATFORM_FIELDS: dict[str, type | tuple[type, ...]] = {
     "digest": str,
     "image_id": str,
     "base_image": str,
+    # Exactly one of these two: the base's registry digest, or the engine's id of a local base.
     "base_digest": (str, type(None)),
+    "base_local_id": (str, type(None)),
     "packages_sha256": str,
     "sbom_sha256": str,
     "signature": str,
@@ -73,6 +76,15 @@ def validate_fields(value: object, fields: Mapping[str, type | tuple[type, ...]]
     return value
 
 
+def validate_base(facts: Mapping[str, Any], where: str) -> None:
+    """One base identity: a registry digest or a local image id, never both or neither."""
+    known = [key for key in ("base_digest", "base_local_id") if facts[key] is not None]
+    if len(known) != 1:
+        raise HistoryError(f"{where}: exactly one of base_digest and base_local_id must be set")
+    if not facts[known[0]].startswith("sha256:"):
+        raise HistoryError(f"{where}: {known[0]} {facts[known[0]]!r} is not sha256:…")
+
+
 def validate_entry(value: object, where: str) -> None:
     entry = validate_fields(value, ENTRY_FIELDS, where)
     if not semver.Version.is_valid(entry["tag"]):
@@ -89,6 +101,7 @@ def validate_entry(value: object, where: str) -> None:
         raise HistoryError(f"{where}: platforms must name one or more of {', '.join(SUPPORTED)}")
     for name, facts in entry["platforms"].items():
         validate_fields(facts, PLATFORM_FIELDS, f"{where}.platforms[{name}]")
+        validate_base(facts, f"{where}.platforms[{name}]")
 
 
 def validate_new(entry: Mapping[str, Any], where: str) -> None:
@@ -101,11 +114,11 @@ def validate_new(entry: Mapping[str, Any], where: str) -> None:
 
 
 def migrate(document: object) -> object:
-    """A format 2 document as format 3: those releases attested their SBOMs and no provenance.
+    """A format 3 document as format 4: those releases attested their SBOMs and no provenance.
 
     The document is left as it is when it is anything else; validation says what is wrong.
     """
-    if not isinstance(document, dict) or document.get("format") != 2 or not isinstance(document.get("builds"), list):
+    if not isinstance(document, dict) or document.get("format") != 3 or not isinstance(document.get("builds"), list):
         return document
     builds = []
     for entry in document["builds"]:
@@ -130,7 +143,7 @@ def validate_document(document: object) -> list[dict[str, Any]]:
         or document.get("format") != FORMAT
         or not isinstance(document.get("builds"), list)
     ):
-        raise HistoryError(f"expected {{'format': {FORMAT}, 'builds': [...]}} (or format 2, migrated on read)")
+        raise HistoryError(f"expected {{'format': {FORMAT}, 'builds': [...]}} (or format 3, migrated on read)")
     builds: list[dict[str, Any]] = document["builds"]
     for index, entry in enumerate(builds):
         validate_entry(entry, f"builds[{index}]")
@@ -163,7 +176,7 @@ def next_entry(builds: list[dict[str, Any]], values: Mapping[str, Any]) -> dict[
 def append(path: Path, entry: dict[str, Any]) -> None:
     """Re-read and re-validate, then write history + entry via a temp file and rename.
 
-    A format 2 history is written back as format 3, its entries migrated.
+    A format 3 history is written back as format 4, its entries migrated.
     """
     builds = read(path)
     document = {"format": FORMAT, "builds": [*builds, entry]}

@@ -64,7 +64,7 @@ def render(
         lines.append(f"- Previous release: {previous['tag']} (`{previous['image_ref']}`)")
     lines += ["", "## Platforms", "", "| platform | digest | base image | base digest |", "|---|---|---|---|"]
     for name, facts in entry["platforms"].items():
-        base_digest = facts["base_digest"] or "none (a local base)"
+        base_digest = facts["base_digest"] or f"local {facts['base_local_id']}"
         lines.append(f"| {name} | `{facts['digest']}` | `{facts['base_image']}` | `{base_digest}` |")
     lines += ["", "## Tools", "", *version_lines(entry, previous)]
     lines += ["", "## Base image and packages since the previous release", ""]

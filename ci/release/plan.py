@@ -63,6 +63,7 @@ def preflight(config: RunConfig, env: Mapping[str, str], root: Path, report: Rep
             raise UsageError(
                 f"the git tree has uncommitted changes; release from a clean checkout of {config.revision}"
             )
+        refuse_another_revision(config.revision, env)
         version = semver.Version.parse(config.image_version)
         builds = read_history(root / HISTORY)
         auth = registry_auth(env, config.repo)
@@ -79,6 +80,20 @@ def preflight(config: RunConfig, env: Mapping[str, str], root: Path, report: Rep
         previous = previous_release(config.repo, builds, existing, registry)
         floating = tags.floating_tags(version)
         return Plan(version, config.repo, floating, root / HISTORY, builds, auth, registry, identity, previous)
+
+
+def refuse_another_revision(revision: str, env: Mapping[str, str]) -> None:
+    """On GitHub the keyless identity names the run's ref and GITHUB_SHA; the image must be that revision.
+
+    A refresh dispatched from another branch checks out the default branch: it would build, label
+    and record one revision and sign as another.
+    """
+    wanted, ref = env.get("GITHUB_SHA"), env.get("GITHUB_REF", "its ref")
+    if wanted and wanted != revision:
+        raise UsageError(
+            f"the checkout is {revision[:12]} but the run is for {wanted[:12]} ({ref}): a release builds, labels, "
+            "records and signs one revision; run it from the default branch"
+        )
 
 
 def previous_release(repo: str, builds: list[dict[str, Any]], existing: list[str], registry: Registry) -> str | None:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ci.core.baseimage import BaseImage
 from ci.core.config import RunConfig
-from ci.core.labels import OCI
 from ci.core.platforms import slug
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -35,9 +35,7 @@ class Build:
     """One platform image as the run made it."""
 
     platform: str
-    base_image: str
-    # The base's registry digest; None for a base the engine has locally only (bootstrapped).
-    base_digest: str | None
+    base: BaseImage
     engine: str
     engine_version: str
 
@@ -56,12 +54,13 @@ def builder_id(config: RunConfig, engine: str) -> str:
     return config.workflow or f"urn:dar-backup-image:local-builder:{engine}"
 
 
-def base_dependency(build: Build) -> dict[str, Any]:
-    if build.base_digest is None:
-        # Not from a registry: nothing a user could pull, so it is named as local, without a digest.
-        return {"name": "base image", "uri": f"local:{build.base_image}"}
-    algorithm, _, value = build.base_digest.partition(":")
-    return {"name": "base image", "uri": f"oci://{build.base_image}", "digest": {algorithm: value}}
+def base_dependency(base: BaseImage) -> dict[str, Any]:
+    """A registry base by its manifest digest; a base no registry serves named as local, by its image id."""
+    if base.digest is not None:
+        algorithm, _, value = base.digest.partition(":")
+        return {"name": "base image", "uri": f"oci://{base.name.partition('@')[0]}", "digest": {algorithm: value}}
+    algorithm, _, value = str(base.local_id).partition(":")
+    return {"name": "base image", "uri": f"local:{base.name}", "digest": {algorithm: value}}
 
 
 def predicate(config: RunConfig, build: Build, files: Mapping[str, str], finished: str) -> dict[str, Any]:
@@ -84,7 +83,7 @@ def predicate(config: RunConfig, build: Build, files: Mapping[str, str], finishe
                 "darBackupVersion": config.dar_backup_version,
             },
             "internalParameters": {"engine": build.engine, "engineVersion": build.engine_version},
-            "resolvedDependencies": [source, base_dependency(build), *inputs],
+            "resolvedDependencies": [source, base_dependency(build.base), *inputs],
         },
         "runDetails": {
             "builder": {"id": builder_id(config, build.engine)},
@@ -102,11 +101,6 @@ def statement(repo: str, digest: str, body: Mapping[str, Any]) -> dict[str, Any]
         "predicateType": PREDICATE_TYPE,
         "predicate": dict(body),
     }
-
-
-def build_of(built_platform: str, labels: Mapping[str, str], engine: str, engine_version: str) -> Build:
-    """The base as the image's own labels name it: what the gates already proved it carries."""
-    return Build(built_platform, labels[f"{OCI}.base.name"], labels.get(f"{OCI}.base.digest"), engine, engine_version)
 
 
 def render(document: Mapping[str, Any]) -> str:

@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 from ci.core.config import REPO_ROOT, RunConfig, rfc3339
 from ci.core.errors import PipelineError, RegistryError, StageFailure
 from ci.core.files import write_atomically
-from ci.core.labels import OCI
 from ci.core.report import Report
 from ci.engines.seam import Engine, Image
 from ci.image import sbom
@@ -80,8 +79,9 @@ def platform_values(
     return {
         "digest": digest,
         "image_id": image_id,
-        "base_image": built.labels[f"{OCI}.base.name"],
-        "base_digest": built.labels.get(f"{OCI}.base.digest"),
+        "base_image": built.base.name,
+        "base_digest": built.base.digest,
+        "base_local_id": built.base.local_id,
         "packages_sha256": sbom.package_set_sha256(json.loads(sbom_text)),
         "sbom_sha256": sha256_hex(sbom_text),
         **{k: v for k, v in signed.items() if k != history.ATTESTED},
@@ -219,7 +219,7 @@ async def verify_platform(
             written = write_sbom(engine, pulled, built.platform, config, built.versions, report, digest)
             sbom_text = await candidate.guard("the SBOM", written)
         with report.step(STAGE, "SLSA provenance of the published image"):
-            build = provenance.build_of(built.platform, built.labels, made.engine, made.engine_version)
+            build = provenance.Build(built.platform, built.base, made.engine, made.engine_version)
             predicate = provenance.predicate(config, build, made.files, rfc3339(time.time()))
             statement = provenance.statement(candidate.plan.repo, digest, predicate)
             write_atomically(

@@ -1,8 +1,9 @@
 """Refresh: rebuild as a release would, and release the next patch only when the image changed.
 
-What counts as a change: another base image digest, or another set of installed distribution
-packages (name, version, architecture) than the last released build recorded. Plain functions
-over history entries and SBOM documents, apart from reading the previous image's packages.
+What counts as a change: another base image (registry digest, or local image id), or another
+set of installed distribution packages (name, version, architecture) than the last released
+build recorded. Plain functions over history entries and SBOM documents, apart from reading
+the previous image's packages.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import semver
 
-from ci.core.labels import OCI
+from ci.core.baseimage import BaseImage
 from ci.core.log import say
 from ci.core.report import Report
 from ci.engines.seam import Engine
@@ -41,9 +42,11 @@ def package_changes(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]
     return lines
 
 
-def base_change(recorded: Mapping[str, Any], base_digest: str | None) -> list[str]:
-    if base_digest and recorded.get("base_digest") != base_digest:
-        return [f"base image {recorded.get('base_digest') or 'unknown'} → {base_digest}"]
+def base_change(recorded: Mapping[str, Any], base: BaseImage) -> list[str]:
+    """`base image OLD → NEW` when built on another base: another digest, or another local image."""
+    before = BaseImage(recorded["base_image"], recorded["base_digest"], recorded["base_local_id"])
+    if before.identity != base.identity:
+        return [f"base image {before.identity} → {base.identity}"]
     return []
 
 
@@ -53,7 +56,7 @@ async def what_changed(engine: Engine, last: Mapping[str, Any], built: Built, au
     if recorded is None:
         return [f"{built.platform} was not in {last['tag']}"]
     document = json.loads(built.sbom)
-    changes = base_change(recorded, built.labels.get(f"{OCI}.base.digest"))
+    changes = base_change(recorded, built.base)
     if sbom.package_set_sha256(document) != recorded["packages_sha256"]:
         previous = await engine.pull(last["image_ref"], auth, built.platform)
         old = {package.name: package.version for package in (await sbom.read_contents(engine, previous)).debs}

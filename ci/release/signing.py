@@ -199,8 +199,10 @@ def identity_record(identity: Identity, public_key_pem: str | None) -> str:
 async def build_tools(engine: Engine) -> Image:
     """The cosign image, FROM debian:trixie-slim (or its local bootstrap where no registry answers)."""
     # cosign runs where the pipeline runs: the host's platform, whichever platforms are released.
-    base, _ = await engine.resolve_base(TOOLS_BASE_IMAGE, host_platform())
-    spec = BuildSpec("tools", {"BASE_IMAGE": base}, dockerfile=TOOLS_DOCKERFILE, tag="dar-backup-tools:local")
+    base = await engine.resolve_base(TOOLS_BASE_IMAGE, host_platform(), None)
+    spec = BuildSpec(
+        "tools", {"BASE_IMAGE": base.build_from}, dockerfile=TOOLS_DOCKERFILE, tag="dar-backup-tools:local"
+    )
     return await engine.build(spec)
 
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ci.core.baseimage import BaseImage
 from ci.core.config import RunConfig
 from ci.core.labels import oci_labels, tool_labels
 from ci.core.report import Report
@@ -18,45 +19,56 @@ from ci.engines.seam import BuildSpec, Engine, Image
 from ci.image.gates import refuse, version_gate
 from ci.image.probe import probe_versions
 from ci.image.sbom import write_sbom
-from ci.oci.auth import SecretRef
 
 
 @dataclass(frozen=True)
 class Built:
     platform: str
+    # What it was built FROM: labelled, recorded in the history, compared by refresh.
+    base: BaseImage
     image: Image
     versions: dict[str, str]
     labels: dict[str, str]
     sbom: str
 
 
-def build_secrets(env: Mapping[str, str]) -> dict[str, SecretRef]:
+def build_secrets(env: Mapping[str, str]) -> dict[str, Path]:
     """The extra CA of a TLS-intercepting proxy, when the host has one, as a BuildKit secret."""
     cert = env.get("PIP_CERT")
     if cert and Path(cert).is_file():
-        return {"pip_cert": SecretRef(f"file://{Path(cert).resolve()}")}
+        return {"pip_cert": Path(cert).resolve()}
     return {}
 
 
-def build_args(config: RunConfig) -> dict[str, str]:
-    return {"BASE_IMAGE": config.base_image, "DAR_BACKUP_VERSION": config.dar_backup_version}
+def build_args(config: RunConfig, base: BaseImage, env: Mapping[str, str]) -> dict[str, str]:
+    """SOURCE_DATE_EPOCH, when the run sets it (it pins the created label too), clamps the layers' mtimes.
+
+    Unset, it is not passed: a value changing at every run would rebuild every step.
+    """
+    args = {"BASE_IMAGE": base.build_from, "DAR_BACKUP_VERSION": config.dar_backup_version}
+    if env.get("SOURCE_DATE_EPOCH"):
+        args["SOURCE_DATE_EPOCH"] = env["SOURCE_DATE_EPOCH"]
+    return args
 
 
-async def base(engine: Engine, config: RunConfig, platform: str, report: Report) -> Image:
-    with report.step("base", f"build target base FROM {config.base_image}"):
-        spec = BuildSpec("base", build_args(config), secrets=build_secrets(os.environ), platform=platform)
+async def base(engine: Engine, config: RunConfig, base: BaseImage, platform: str, report: Report) -> Image:
+    with report.step("base", f"build target base FROM {base.build_from}"):
+        args = build_args(config, base, os.environ)
+        spec = BuildSpec("base", args, secret_files=build_secrets(os.environ), platform=platform)
         return await engine.build(spec)
 
 
-async def final(engine: Engine, config: RunConfig, platform: str, base_image: Image, report: Report) -> Built:
+async def final(
+    engine: Engine, config: RunConfig, base: BaseImage, platform: str, base_image: Image, report: Report
+) -> Built:
     with report.step("final", "dar and par2 versions of the base"):
         versions = await probe_versions(engine, base_image, ("dar", "par2"))
     versions = {"dar-backup": config.dar_backup_version, **versions}
-    labels = {**oci_labels(config), **tool_labels(versions)}
+    labels = {**oci_labels(config, base), **tool_labels(versions)}
     with report.step("final", f"build target final with dar-backup {config.dar_backup_version}"):
         spec = BuildSpec(
             "final",
-            build_args(config),
+            build_args(config, base, os.environ),
             labels,
             build_secrets(os.environ),
             config.local_tag(platform),
@@ -70,4 +82,4 @@ async def final(engine: Engine, config: RunConfig, platform: str, base_image: Im
         "SBOM: CycloneDX 1.6 of the image, schema-valid, tool versions equal the labels, packages for the platform",
     ):
         document = await write_sbom(engine, image, platform, config, versions, report)
-    return Built(platform, image, versions, labels, document)
+    return Built(platform, base, image, versions, labels, document)

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
-import dagger
 import pytest
-from dagger.client._core import Context
 
 from ci.cli import run_reported
+from ci.core.baseimage import BaseImage
 from ci.core.config import REPO_ROOT, RunConfig, build_config
-from ci.core.errors import StageFailure
-from ci.core.labels import TOOL_LABELS, oci_labels
+from ci.core.errors import RegistryError, StageFailure
+from ci.core.labels import BASE_DIGEST, BASE_LOCAL_ID, TOOL_LABELS, oci_labels
 from ci.core.platforms import host_platform, slug
 from ci.core.report import Report
 from ci.engines.dagger import CACHE_BUSTER, dagger_engine
@@ -32,9 +33,9 @@ from ci.release.signing import (
     signing_identity,
 )
 from ci.stages.scenario import PATHS
-from recording import Chain, RecordingConnection, RecordingSession, calls
-from samples import DISTS, release_config
-from world import ENGINE_VERSION, World
+from tests.support.recording import DAGGER_VERSION, Chain, RecordingSession, calls
+from tests.support.samples import DISTS, release_config
+from tests.support.world import ENGINE_VERSION, World
 
 SECRET_TEXT = "-----BEGIN CERTIFICATE-----PLAINTEXT-MARKER-7f3a"
 
@@ -65,7 +66,7 @@ def run_pipeline(
     cert.write_text(SECRET_TEXT)
     monkeypatch.setenv("PIP_CERT", str(cert))
     session = RecordingSession(schema, world.answer)
-    client = dagger.Client(Context(conn=RecordingConnection(session)))
+    client = session.client()
     config = build_config(
         image_version="1.4.0",
         dar_backup_version=None,
@@ -91,6 +92,14 @@ def run_pipeline(
     return Recorded(session, config, report, cert)
 
 
+def test_the_installed_sdk_is_the_pinned_one():
+    installed = importlib.metadata.version("dagger-io")
+    assert installed == DAGGER_VERSION, (
+        f"dagger-io {installed} is installed and {DAGGER_VERSION} pinned in pyproject.toml; after a bump, read what "
+        "the new SDK's dagger/client/_core.py calls on conn.session and update tests/support/recording.py"
+    )
+
+
 def test_test_stage_passes_on_dagger_with_every_query_valid(schema, tmp_path, monkeypatch):
     world = World()
     recorded = run_pipeline(schema, world, "test", tmp_path, monkeypatch)
@@ -99,30 +108,65 @@ def test_test_stage_passes_on_dagger_with_every_query_valid(schema, tmp_path, mo
     assert len(recorded.session.queries) > 100
 
 
-def test_builds_both_targets_with_pinned_args_and_secret_by_reference(schema, tmp_path, monkeypatch):
+def dockerfile_secret_ids(dockerfile: str) -> set[str]:
+    """The ids a Dockerfile's `RUN --mount=type=secret,id=…` mounts."""
+    return set(re.findall(r"--mount=type=secret,id=([\w.-]+)", (REPO_ROOT / dockerfile).read_text()))
+
+
+def build_secrets_by_id(session: RecordingSession) -> dict[str, list[Chain]]:
+    """Every secret a dockerBuild received, under the name the engine mounts it by (None: unnamed).
+
+    The engine refuses an unnamed one ("secret has no name and cannot be referenced from
+    Dockerfile secret id", the engine's core/container.go): only setSecret names a secret.
+    """
+    received: dict[str, list[Chain]] = {}
+    for chain in session.chains.values():
+        for build in calls(chain, "dockerBuild"):
+            ids = dockerfile_secret_ids(build["dockerfile"])
+            for secret in build.get("secrets") or []:
+                made = session.expand(secret)
+                named = calls(made, "setSecret")
+                name = named[0]["name"] if named else None
+                assert name in ids, f"{build['dockerfile']} mounts {sorted(ids)}, dockerBuild got {made}"
+                received.setdefault(name, []).append(made)
+    return received
+
+
+def test_builds_both_targets_with_pinned_args_and_the_ca_named_as_the_dockerfile_mounts(
+    schema, tmp_path, monkeypatch, docker_hub
+):
     recorded = run_pipeline(schema, World(), "test", tmp_path, monkeypatch)
+    assert dockerfile_secret_ids("docker/Dockerfile") == {"pip_cert"}
     for target in ("base", "final"):
         build = recorded.build(target)
         assert build["dockerfile"] == "docker/Dockerfile"
         assert {a["name"]: a["value"] for a in build["buildArgs"]} == {
-            "BASE_IMAGE": "ubuntu:24.04",
+            "BASE_IMAGE": f"ubuntu:24.04@{docker_hub['ubuntu:24.04'][host_platform()]}",
             "DAR_BACKUP_VERSION": "1.1.11",
         }
+        # The CA bundle is public: it goes by value, named as the Dockerfile mounts it.
         assert [recorded.session.expand(s) for s in build["secrets"]] == [
-            (("secret", {"uri": f"file://{recorded.cert.resolve()}"}),)
+            (("setSecret", {"name": "pip_cert", "plaintext": SECRET_TEXT}),)
         ]
-    assert all(SECRET_TEXT not in q and "PLAINTEXT-MARKER" not in q for q in recorded.session.queries)
+    assert set(build_secrets_by_id(recorded.session)) == {"pip_cert"}
+    assert by_value(recorded.session) == {"pip_cert"}
 
 
-def test_final_image_carries_every_label(schema, tmp_path, monkeypatch):
+def by_value(session: RecordingSession) -> set[str]:
+    """The names of every secret whose plaintext went into a query: only public data may."""
+    return {a["name"] for chain in session.chains.values() for a in calls(chain, "setSecret")}
+
+
+def test_final_image_carries_every_label(schema, tmp_path, monkeypatch, docker_hub):
     recorded = run_pipeline(schema, World(), "test", tmp_path, monkeypatch)
+    base = BaseImage("ubuntu:24.04", digest=docker_hub["ubuntu:24.04"][host_platform()])
     final = next(
         c
         for c in recorded.session.chains.values()
         if calls(c, "withLabel") and calls(c, "dockerBuild")[0]["target"] == "final"
     )
     expected = {
-        **oci_labels(recorded.config),
+        **oci_labels(recorded.config, base),
         TOOL_LABELS["dar-backup"]: "1.1.11",
         TOOL_LABELS["dar"]: "2.7.8",
         TOOL_LABELS["par2"]: "0.8.1",
@@ -222,6 +266,42 @@ def test_each_platform_is_built_labelled_and_version_gated_on_its_own_container(
     assert list(recorded.report.run) == ["platforms"] and set(recorded.report.run["platforms"]) == set(platforms)
 
 
+def test_each_platform_builds_from_and_is_labelled_with_its_own_base_digest(schema, tmp_path, monkeypatch, docker_hub):
+    platforms = ("linux/arm64", "linux/amd64")
+    recorded = run_pipeline(schema, World(), "final", tmp_path, monkeypatch, platforms=platforms)
+    digests = docker_hub["ubuntu:24.04"]
+    finals = {}
+    for chain in recorded.session.chains.values():
+        for build in calls(chain, "dockerBuild"):
+            # The tag cannot move between resolving and building: FROM names the platform's manifest.
+            assert {a["name"]: a["value"] for a in build["buildArgs"]}["BASE_IMAGE"] == (
+                f"ubuntu:24.04@{digests[build['platform']]}"
+            )
+            if build["target"] == "final" and calls(chain, "withLabel"):
+                finals[build["platform"]] = {a["name"]: a["value"] for a in calls(chain, "withLabel")}
+    assert set(finals) == set(platforms)
+    for platform, labels in finals.items():
+        assert labels[BASE_DIGEST] == digests[platform] != digests["index"]
+        assert labels["org.opencontainers.image.base.name"] == "ubuntu:24.04" and BASE_LOCAL_ID not in labels
+    assert {p: recorded.report.run["platforms"][p]["base_digest"] for p in platforms} == {
+        p: digests[p] for p in platforms
+    }
+
+
+def test_a_base_the_registry_cannot_resolve_stops_the_dagger_run_before_any_build(schema, tmp_path, monkeypatch):
+    world = World()
+    session = RecordingSession(schema, world.answer)
+    client = session.client()
+
+    async def go() -> None:
+        async with dagger_engine("c0ffee", REPO_ROOT, client=client) as engine:
+            await engine.resolve_base("ubuntu:99.04", "linux/amd64", None)
+
+    with pytest.raises(RegistryError, match="HTTP 404"):
+        anyio.run(go)
+    assert session.queries == []
+
+
 def test_upgrade_check_on_dagger_pulls_the_previous_image_by_digest_and_runs_it(schema, tmp_path, monkeypatch):
     previous = "registry.example.org/dar-backup@sha256:" + "9" * 64
     recorded = run_pipeline(schema, World(), "test", tmp_path, monkeypatch, previous_image=previous)
@@ -251,7 +331,7 @@ def release_on_dagger(
 ):
     """Run the release stages on the recording session; the host-side gates talk to a real registry."""
     session = RecordingSession(schema, (world or World()).answer)
-    client = dagger.Client(Context(conn=RecordingConnection(session)))
+    client = session.client()
     config = release_config(f"{registry.address}/dar-backup", checkout, "3.1.0", dry_run=dry_run, platforms=platforms)
     report = Report("release", "dagger")
 
@@ -305,6 +385,7 @@ def test_release_on_dagger_publishes_by_secret_reference_and_fails_closed(
     assert [(a["address"], a["username"]) for a in auth] == [(auth_registry.address, "releaser")]
     assert recorded.session.expand(auth[0]["secret"]) == (("secret", {"uri": "env://DAR_BACKUP_REGISTRY_PASSWORD"}),)
     assert all(password not in query for query in recorded.session.queries)
+    assert by_value(recorded.session) <= {"pip_cert"}
     assert auth_registry.tags("dar-backup") == []
     assert "append the build history" not in [s.name for s in recorded.report.steps]
 
@@ -343,14 +424,14 @@ KEY_TEXT = "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----KEY-MARKER-51c9-----EN
 PASSWORD_TEXT = "PASSWORD-MARKER-8d02"
 
 
-def test_cosign_on_dagger_gets_key_password_and_login_by_reference_only(schema, tmp_path, monkeypatch):
+def test_cosign_on_dagger_gets_key_password_and_login_by_reference_only(schema, tmp_path, monkeypatch, docker_hub):
     key, login = tmp_path / "cosign.key", tmp_path / "config.json"
     key.write_text(KEY_TEXT)
     login.write_text('{"auths": {"registry.example.org": {"auth": "LOGIN-MARKER"}}}')
     monkeypatch.setenv("DAR_BACKUP_COSIGN_PASSWORD", PASSWORD_TEXT)
     identity = signing_identity({"DAR_BACKUP_COSIGN_KEY_FILE": str(key), "DAR_BACKUP_COSIGN_PASSWORD": PASSWORD_TEXT})
     session = RecordingSession(schema, World().answer)
-    client = dagger.Client(Context(conn=RecordingConnection(session)))
+    client = session.client()
     digest, sbom = "sha256:" + "e" * 64, json.dumps({"bomFormat": "CycloneDX", "components": []})
     slsa = json.dumps({"buildDefinition": {"buildType": "b"}, "runDetails": {"builder": {"id": "i"}}})
 
@@ -369,7 +450,8 @@ def test_cosign_on_dagger_gets_key_password_and_login_by_reference_only(schema, 
     anyio.run(go)
     build = next(a for c in session.chains.values() for a in calls(c, "dockerBuild") if a["target"] == "tools")
     assert build["dockerfile"] == "docker/tools.Dockerfile"
-    assert {a["name"]: a["value"] for a in build["buildArgs"]} == {"BASE_IMAGE": "debian:trixie-slim"}
+    tools_base = f"debian:trixie-slim@{docker_hub['debian:trixie-slim'][host_platform()]}"
+    assert {a["name"]: a["value"] for a in build["buildArgs"]} == {"BASE_IMAGE": tools_base}
     execs = [c for c in (chain for chain, leaf in session.answered if leaf == "exitCode") if calls(c, "withExec")]
     cosign_runs = [c for c in execs if calls(c, "withExec")[-1]["args"][0] == "cosign"]
     cosign_execs = {calls(c, "withExec")[-1]["args"][1]: c for c in cosign_runs}
@@ -388,11 +470,12 @@ def test_cosign_on_dagger_gets_key_password_and_login_by_reference_only(schema, 
     assert {"--tlog-upload=false", "--recursive"} <= set(calls(cosign_execs["sign"], "withExec")[-1]["args"])
     for marker in ("KEY-MARKER", PASSWORD_TEXT, "LOGIN-MARKER"):
         assert all(marker not in query for query in session.queries)
+    assert by_value(session) == set() and build_secrets_by_id(session) == {}
 
 
 def test_the_engine_version_for_provenance_is_the_dagger_engine_s_own(schema):
     session = RecordingSession(schema, World().answer)
-    client = dagger.Client(Context(conn=RecordingConnection(session)))
+    client = session.client()
 
     async def go() -> str:
         async with dagger_engine("c0ffee", REPO_ROOT, client=client) as engine:

@@ -5,8 +5,7 @@ import json
 import graphql
 import pytest
 
-from conftest import SCHEMA
-from recording import load_schema
+from tests.support.recording import SCHEMA, load_schema
 
 
 @pytest.mark.parametrize("wrapped", [False, True])

@@ -2,37 +2,20 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 import pytest
 
 from ci.core.config import DEV_IMAGE_VERSION, REPO_ROOT
-from ci.core.labels import IMAGE_NAME
+from ci.core.names import IMAGE_NAME
 from ci.engines.docker import DockerEngine
 from ci.engines.provision import ensure_client, ensure_daemon
 from ci.engines.seam import Image
 from ci.release.signing import build_tools
-
-
-@dataclass(frozen=True)
-class Docker:
-    client: str
-
-    def __call__(self, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [self.client, *args], capture_output=True, text=True, check=False, input=input and input.decode()
-        )
-
-    def ok(self, *args: str) -> str:
-        done = self(*args)
-        assert done.returncode == 0, f"docker {' '.join(args)} exited {done.returncode}: {done.stderr[-2000:]}"
-        return done.stdout
+from tests.support.docker import Docker, KeyPair, run_pipeline
 
 
 @pytest.fixture(scope="session")
@@ -40,16 +23,6 @@ def docker() -> Docker:
     client = ensure_client()
     ensure_daemon(client)
     return Docker(client)
-
-
-def run_pipeline(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "ci/main.py", "--engine", "docker", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="session")
@@ -77,11 +50,6 @@ def volumes(docker: Docker) -> Iterator[dict[str, str]]:
     docker("volume", "rm", "-f", *names.values())
 
 
-def mounts(volumes: dict[str, str]) -> list[str]:
-    paths = {"data": "/data", "backups": "/backups", "backup.d": "/backup.d", "restore": "/restore"}
-    return [arg for role, name in volumes.items() for arg in ("-v", f"{name}:{paths[role]}")]
-
-
 @pytest.fixture(scope="session")
 def tools(docker: Docker) -> Image:
     """The cosign tools image, built through the seam as a release builds it."""
@@ -94,16 +62,6 @@ def tools(docker: Docker) -> Image:
             await engine.close()
 
     return anyio.run(build)
-
-
-@dataclass(frozen=True)
-class KeyPair:
-    private: Path
-    public: Path
-    password: str
-
-    def env(self) -> dict[str, str]:
-        return {"DAR_BACKUP_COSIGN_KEY_FILE": str(self.private), "DAR_BACKUP_COSIGN_PASSWORD": self.password}
 
 
 def generate_key_pair(docker: Docker, tools: Image, where: Path, password: str) -> KeyPair:

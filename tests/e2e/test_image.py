@@ -19,11 +19,10 @@ from ci.core.platforms import host_platform
 from ci.core.versions import locked_dar_backup_version
 from ci.image.sbom import sbom_file, tool_versions, validate_schema
 from ci.stages.manifest import MANIFEST_SCRIPT, OWNER_ATTRIBUTES, TREE_ATTRIBUTES, compare, parse
-from conftest import Docker, mounts
+from tests.support.docker import SEED_DATA, Docker, mounts
 
 pytestmark = pytest.mark.engine
 RUN = ("run", "--rm", "--network", "none")
-SEED_DATA = "mkdir -p /data/docs && head -c 2097152 /dev/urandom > /data/docs/two-mib.bin && echo hi > /data/a.txt"
 
 
 def test_versions_match_the_pins(docker: Docker, image: str):
@@ -243,31 +242,90 @@ def test_existing_data_is_never_chowned_unless_asked(docker: Docker, image: str,
     ]
 
 
+# Python's own account (-v: "code object from" each bytecode file it reads, whoever imports the
+# module) of the bytecode read while `manager --create-db` creates the catalogs (as the entrypoint
+# does at a first start, with its output kept here), while dar-backup starts through the entrypoint
+# (its definition check included) and while each console script's module is imported.
+START_READS = """
+export PYTHONVERBOSE=1
+manager --create-db >/dev/null
+docker-entrypoint.sh dar-backup --list-definitions >/dev/null
+for module in $(env -u PYTHONVERBOSE python3 -c "$1"); do python3 -c "import $module"; done
+"""
+CONSOLE_MODULES = (
+    "import importlib.metadata as m; "
+    "print(*{e.value.split(':')[0] for e in m.distribution('dar-backup').entry_points if e.group == 'console_scripts'})"
+)
+
+
+def bytecode_read_at_start(docker: Docker, image: str) -> set[str]:
+    done = docker(
+        *RUN, "--user", "1000:1000", "--entrypoint", "bash", image, "-c", START_READS, "bash", CONSOLE_MODULES
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    read = set(re.findall(r"^# code object from '(/[^']+\.pyc)'$", done.stderr, re.M))
+    # Not vacuous: the account names a standard module and one of dar-backup's.
+    assert any("/__pycache__/configparser." in path for path in read), sorted(read)[:5]
+    assert any("/dar_backup/__pycache__/manager." in path for path in read), sorted(read)[:5]
+    return read
+
+
 def test_final_image_has_no_build_tools_or_caches(docker: Docker, image: str):
     script = (
         "for t in pip pip3 gcc cc make; do command -v $t; done; "
-        "find / -xdev \\( -name '__pycache__' ! -path '/opt/dar-backup/*' -o -name 'pip' -path '*site-packages*' "
+        "find / -xdev \\( -name 'pip' -path '*site-packages*' "
         "-o -name 'setuptools' -path '*site-packages*' -o -name 'wheel' -path '*site-packages*' \\) -print; "
-        "ls /root/.cache /var/lib/apt/lists/*_Packages 2>/dev/null; true"
+        "ls /root/.cache /var/lib/apt/lists/*_Packages /var/log/* 2>/dev/null; "
+        "find /var/cache /var/lib/dpkg \\( -name aux-cache -o -name '*-old' \\) -size +0; true"
     )
     assert docker.ok(*RUN, "--entrypoint", "sh", image, "-c", script).strip() == ""
     assert docker(*RUN, image, "python3", "-m", "pip", "--version").returncode != 0
+    # Outside the venv, the only bytecode is what a start reads (that a start compiles nothing, so
+    # that nothing is missing, is the next test's).
+    found = "find / -xdev -name '*.pyc' ! -path '/opt/dar-backup/*'; find / -xdev -name __pycache__ -empty"
+    stdlib = {path for path in bytecode_read_at_start(docker, image) if not path.startswith("/opt/dar-backup/")}
+    assert set(docker.ok(*RUN, "--entrypoint", "sh", image, "-c", found).split()) == stdlib
+
+
+# As root and allowed to write bytecode, a start writes a .pyc for every module it had to compile.
+COMPILED_AT_START = """
+touch /tmp/before
+RUN_AS_UID=0 PYTHONDONTWRITEBYTECODE= docker-entrypoint.sh dar-backup --list-definitions >/dev/null 2>&1
+find / -xdev -name '*.pyc' -newer /tmp/before
+"""
 
 
 def test_dar_backup_is_compiled_at_build_time_and_never_recompiled(docker: Docker, image: str):
     """Bytecode in the image (unchecked-hash: reproducible, never rewritten) so no start compiles it."""
     script = (
-        "import dar_backup.dar_backup, importlib.util, pathlib, sys; "
-        "source = pathlib.Path(dar_backup.dar_backup.__file__); "
-        "cached = pathlib.Path(importlib.util.cache_from_source(str(source))); "
-        "module = sys.modules['dar_backup.dar_backup']; "
-        "print(cached.is_file(), cached.read_bytes()[4:8].hex(), module.__cached__ == str(cached))"
+        "import configparser, dar_backup.dar_backup, importlib.util, pathlib, sys\n"
+        "for name in ('dar_backup.dar_backup', 'configparser'):\n"
+        "    source = pathlib.Path(sys.modules[name].__file__)\n"
+        "    cached = pathlib.Path(importlib.util.cache_from_source(str(source)))\n"
+        "    print(cached.is_file(), cached.read_bytes()[4:8].hex(), sys.modules[name].__cached__ == str(cached))"
     )
-    assert docker.ok(*RUN, "--read-only", image, "/opt/dar-backup/bin/python", "-c", script).split() == [
-        "True",
-        "01000000",
-        "True",
-    ]
+    assert (
+        docker.ok(*RUN, "--read-only", image, "/opt/dar-backup/bin/python", "-c", script).split()
+        == [
+            "True",
+            "01000000",
+            "True",
+        ]
+        * 2
+    )
+    assert docker.ok(*RUN, "--entrypoint", "bash", image, "-c", COMPILED_AT_START) == ""
+
+
+def test_upstream_venv_paths_run_unchanged_as_entrypoints(docker: Docker, image: str, volumes):
+    """Upstream's image keeps its venv at /opt/venv; scripts and compose files written for it call these."""
+    docker.ok(*RUN, *mounts(volumes), "--entrypoint", "sh", image, "-c", f"{SEED_DATA} && chown -R 1000:1000 /data")
+    as_user = (*RUN, *mounts(volumes), "--user", "1000:1000", "--entrypoint")
+    docker.ok(*as_user, "/opt/venv/bin/manager", image, "--create-db", "--backup-def", "default")
+    done = docker(*as_user, "/opt/venv/bin/dar-backup", image, "-F", "-d", "default", "--log-stdout")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    listing = docker.ok(*RUN, *mounts(volumes), "--entrypoint", "ls", image, "/backups").split()
+    assert "default.db" in listing
+    assert [n for n in listing if re.fullmatch(r"default_FULL_\d{4}-\d{2}-\d{2}\.1\.dar", n)], listing
 
 
 def pem_bodies(text: str) -> set[str]:
@@ -297,6 +355,49 @@ def test_no_proxy_ca_or_secret_in_any_layer_or_history(docker: Docker, image: st
                 assert probe not in data, f"{probe[:20]!r} found in {member.name}"
     history = docker.ok("history", "--no-trunc", "--format", "{{.CreatedBy}}", image)
     assert "BEGIN CERTIFICATE" not in history and "PIP_CERT=/etc" not in history
+
+
+EPOCH = 1_700_000_000
+
+
+def test_source_date_epoch_clamps_every_mtime_the_build_adds(docker: Docker, image: str, tmp_path: Path):
+    """With SOURCE_DATE_EPOCH nothing the build adds is newer than it, so two builds of one commit agree.
+
+    A fixed epoch keeps the build cached from run to run. The one exception is the engine's: docker
+    20.10's BuildKit stubs /etc/hosts for each RUN when the base has none and removes the stub after
+    the RUN, which stamps /etc with the build's time (BuildKit's rewrite-timestamp would clamp it).
+    """
+    base = docker.ok("image", "inspect", "-f", '{{index .Config.Labels "org.opencontainers.image.base.name"}}', image)
+    tag = "dar-backup:e2e-source-date-epoch"
+    secret = ["--secret", f"id=pip_cert,src={os.environ['PIP_CERT']}"] if os.environ.get("PIP_CERT") else []
+    argv = ["build", "-q", "-f", "docker/Dockerfile", "--target", "final", "-t", tag, *secret]
+    for arg in (
+        f"BASE_IMAGE={base.strip()}",
+        f"DAR_BACKUP_VERSION={locked_dar_backup_version(REPO_ROOT / 'docker/requirements.txt')}",
+        f"SOURCE_DATE_EPOCH={EPOCH}",
+    ):
+        argv += ["--build-arg", arg]
+    done = subprocess.run(
+        [docker.client, *argv, "."],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DOCKER_BUILDKIT": "1"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    try:
+        subprocess.run([docker.client, "save", "-o", str(tmp_path / "image.tar"), tag], check=True)
+    finally:
+        docker("rmi", tag)
+    base_layers = len(json.loads(docker.ok("image", "inspect", "-f", "{{json .RootFS.Layers}}", base.strip())))
+    late = set()
+    with tarfile.open(tmp_path / "image.tar") as saved:
+        manifest = json.load(saved.extractfile("manifest.json"))
+        for layer in manifest[0]["Layers"][base_layers:]:
+            with tarfile.open(fileobj=saved.extractfile(layer)) as members:
+                late |= {member.name for member in members if member.mtime > EPOCH}
+    assert late <= {"etc"}, sorted(late)[:20]
 
 
 @pytest.mark.parametrize("version", ["", "latest"])

@@ -21,14 +21,16 @@ from ci.core.report import Report
 from ci.engines.docker import RUN_LABEL, DockerEngine
 from ci.engines.seam import Image
 from ci.stages.scenario import Level, Scenario
-from conftest import Docker
+from tests.support.docker import Docker
 
 pytestmark = pytest.mark.engine
 
 
 @pytest.fixture(scope="module")
-def two_runs(docker: Docker, image: str, tmp_path_factory: pytest.TempPathFactory) -> list[tuple[int, str, dict]]:
-    """Two `test` runs started at once; each with its own report directory."""
+def two_runs(
+    docker: Docker, image: str, tmp_path_factory: pytest.TempPathFactory
+) -> list[tuple[int, str, dict, ET.Element]]:
+    """Two `test` runs started at once, each with its own report directory: exit code, output, JSON and JUnit."""
     dirs = [tmp_path_factory.mktemp(f"run{i}") for i in (1, 2)]
     procs = [
         subprocess.Popen(
@@ -44,13 +46,12 @@ def two_runs(docker: Docker, image: str, tmp_path_factory: pytest.TempPathFactor
     for proc, report_dir in zip(procs, dirs, strict=True):
         output, _ = proc.communicate(timeout=1200)
         report = json.loads((report_dir / "test.json").read_text())
-        results.append((proc.returncode, output, report))
-        ET.parse(report_dir / "test.junit.xml")
+        results.append((proc.returncode, output, report, ET.parse(report_dir / "test.junit.xml").getroot()))
     return results
 
 
 def test_both_concurrent_runs_pass(two_runs):
-    for code, output, report in two_runs:
+    for code, output, report, _ in two_runs:
         assert code == 0, output[-4000:]
         assert report["outcome"] == "passed"
     assert two_runs[0][2]["run"]["run_id"] != two_runs[1][2]["run"]["run_id"]
@@ -68,8 +69,38 @@ def test_report_has_every_level_and_check(two_runs):
     assert all(step["seconds"] > 0 for step in two_runs[0][2]["steps"])
 
 
+# What a JUnit test case holds for each step status.
+JUNIT_CHILDREN = {"passed": [], "failed": ["failure"], "skipped": ["skipped"], "warning": ["system-out"]}
+
+
+def test_junit_report_says_what_the_json_report_says(two_runs):
+    for _, _, report, junit in two_runs:
+        assert (junit.tag, junit.get("name")) == ("testsuites", "dar-backup-image test")
+        steps = report["steps"]
+        wheres = [f"{s['stage']} {s['platform']}" if s["platform"] else s["stage"] for s in steps]
+        # One suite per stage (and platform), in the order the stages first ran; one case per step.
+        order = list(dict.fromkeys(wheres))
+        expected = sorted(
+            (
+                (where, f"test.{s['stage']}", s["name"], f"{s['seconds']:.3f}", JUNIT_CHILDREN[s["status"]])
+                for where, s in zip(wheres, steps, strict=True)
+            ),
+            key=lambda case: order.index(case[0]),
+        )
+        suites = junit.findall("testsuite")
+        cases = [
+            (suite.get("name"), case.get("classname"), case.get("name"), case.get("time"), [c.tag for c in case])
+            for suite in suites
+            for case in suite.findall("testcase")
+        ]
+        assert cases == expected
+        assert [(s.get("name"), s.get("tests"), s.get("failures")) for s in suites] == [
+            (where, str(wheres.count(where)), "0") for where in order
+        ]
+
+
 def test_nothing_of_either_run_remains(docker: Docker, two_runs):
-    for _, _, report in two_runs:
+    for _, _, report, _ in two_runs:
         label = f"label={RUN_LABEL}={report['run']['run_id']}"
         assert docker.ok("ps", "-aq", "--filter", label).strip() == ""
         assert docker.ok("volume", "ls", "-q", "--filter", label).strip() == ""

@@ -18,9 +18,9 @@ import pytest
 
 from ci.core.config import REPO_ROOT
 from ci.core.errors import SigningError, StageFailure
-from ci.core.labels import REQUIRED_OCI_KEYS
-from ci.core.platforms import host_platform
+from ci.core.labels import BASE_DIGEST, BASE_LOCAL_ID, REQUIRED_OCI_KEYS
 from ci.core.report import Report
+from ci.core.versions import TOOLS, locked_dar_backup_version, tool_version
 from ci.engines.docker import DockerEngine
 from ci.engines.seam import BuildSpec, Image
 from ci.image.sbom import sbom_file
@@ -29,13 +29,12 @@ from ci.pipeline import pipeline
 from ci.release import history, provenance, signing
 from ci.release.plan import preflight
 from ci.release.signing import Cosign, attested_predicates, signing_identity
-from conftest import Docker, KeyPair
-from registry import LocalRegistry, PagingProxy
-from samples import HISTORY_ENTRY, release_config
+from tests.support.docker import Docker, KeyPair
+from tests.support.registry import LocalRegistry, PagingProxy
+from tests.support.releasing import HOST, NAME, cosign, maintainer_env, release
+from tests.support.samples import HISTORY_ENTRY, release_config
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry]
-NAME = "dar-backup"
-HOST = host_platform()
 HOST_SBOM = f"reports/{sbom_file(HOST)}"
 
 
@@ -47,34 +46,13 @@ def signing_key(cosign_key: KeyPair, monkeypatch) -> KeyPair:
     return cosign_key
 
 
-def release(
-    checkout: Path, *args: str, env: dict[str, str] | None = None, command: str = "release"
-) -> subprocess.CompletedProcess[str]:
-    """A release of the host's platform (the two-platform release has a test of its own)."""
-    return subprocess.run(
-        [
-            sys.executable,
-            "ci/main.py",
-            "--engine",
-            "docker",
-            command,
-            "--report-dir",
-            str(checkout / "reports"),
-            *args,
-        ],
-        cwd=checkout,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "DAR_BACKUP_PLATFORMS": HOST, **(env or {})},
-    )
-
-
 def history_bytes(checkout: Path) -> bytes:
     return (checkout / "doc/build-history.json").read_bytes()
 
 
-def test_release_lands_version_minor_and_latest_with_one_digest(image, registry: LocalRegistry, checkout: Path):
+def test_release_lands_version_minor_and_latest_with_one_digest(
+    docker: Docker, image, registry: LocalRegistry, checkout: Path
+):
     done = release(checkout, "--image-version", "1.2.0", "--repo", f"{registry.address}/{NAME}")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert [t for t in registry.tags(NAME) if not t.startswith("sha256-")] == ["1.2", "1.2.0", "latest"]
@@ -88,10 +66,26 @@ def test_release_lands_version_minor_and_latest_with_one_digest(image, registry:
     assert all(labels.get(f"org.opencontainers.image.{key}") for key in REQUIRED_OCI_KEYS)
     assert labels["org.opencontainers.image.version"] == "1.2.0"
     assert labels["org.opencontainers.image.ref.name"] == f"{registry.address}/{NAME}:1.2.0"
-    assert {labels[k] for k in ("org.dar-backup.version", "org.dar-backup.dar.version", "org.dar-backup.par2.version")}
     builds = history.read(checkout / "doc/build-history.json")
     assert len(builds) == 1
     assert builds[0]["tag"] == "1.2.0" and builds[0]["digest"] == digests.pop()
+    # The tool labels say what the released image itself reports, what the run recorded, and the locked pin.
+    released = f"{registry.address}/{NAME}@{builds[0]['digest']}"
+    try:
+        reported = {
+            tool: tool_version(tool, docker.ok("run", "--rm", "--network", "none", released, tool, "--version"))
+            for tool in TOOLS
+        }
+    finally:
+        docker("rmi", released)
+    assert reported["dar-backup"] == locked_dar_backup_version(checkout / "docker/requirements.txt")
+    assert {tool: builds[0][f"{tool.replace('-', '_')}_version"] for tool in TOOLS} == reported
+    labelled = {
+        "dar-backup": labels.get("org.dar-backup.version"),
+        "dar": labels.get("org.dar-backup.dar.version"),
+        "par2": labels.get("org.dar-backup.par2.version"),
+    }
+    assert labelled == reported
     assert list(builds[0]["platforms"]) == [HOST]
     signed, platform = builds[0]["signing"], builds[0]["platforms"][HOST]
     assert platform["digest"] == builds[0]["digest"]
@@ -243,7 +237,7 @@ def release_in_process(engine_class: type[DockerEngine], registry: LocalRegistry
     report = Report("release", "docker")
 
     async def go() -> None:
-        plan = preflight(config, dict(os.environ), checkout, report)
+        plan = preflight(config, maintainer_env(), checkout, report)
         engine = engine_class.open(config.run_id, REPO_ROOT)
         engine.registry = registry  # type: ignore[attr-defined]
         try:
@@ -291,14 +285,6 @@ def test_release_gate_reads_every_page_of_tags(registry: LocalRegistry, checkout
     finally:
         proxy.close()
     assert len(registry.tags(NAME)) == 250 and history_bytes(checkout) == before
-
-
-def cosign(docker: Docker, tools: Image, *args: str, key: Path) -> subprocess.CompletedProcess[str]:
-    """cosign as a user runs it to check a release: the public key, the loopback registry."""
-    return docker(
-        "run", "--rm", "--network", "host", "-v", f"{key}:/keys/cosign.pub:ro", tools.ref,
-        *args, "--key", "/keys/cosign.pub", "--insecure-ignore-tlog=true", "--allow-insecure-registry",
-    )  # fmt: skip
 
 
 def test_a_user_verifies_the_release_with_its_public_key_only(
@@ -364,14 +350,16 @@ def test_a_user_verifies_the_provenance_and_it_names_what_the_run_used(
     assert definition["internalParameters"] == {"engine": "docker", "engineVersion": engine_version}
     source, base, *files = definition["resolvedDependencies"]
     assert source["digest"] == {"gitCommit": revision}
-    base_name, base_digest = (
-        labels["org.opencontainers.image.base.name"],
-        labels.get("org.opencontainers.image.base.digest"),
-    )
+    base_name, base_digest = labels["org.opencontainers.image.base.name"], labels.get(BASE_DIGEST)
     if base_digest:
-        assert base == {"name": "base image", "uri": f"oci://{base_name}", "digest": {"sha256": base_digest[7:]}}
-    else:  # bootstrapped here: no registry digest, named as local
-        assert base == {"name": "base image", "uri": f"local:{base_name}"}
+        uri = f"oci://{base_name.partition('@')[0]}"
+        assert base == {"name": "base image", "uri": uri, "digest": {"sha256": base_digest[7:]}}
+    else:  # bootstrapped here: no registry serves it, named as local by its image id
+        assert base == {
+            "name": "base image",
+            "uri": f"local:{base_name}",
+            "digest": {"sha256": labels[BASE_LOCAL_ID][7:]},
+        }
     assert {f["name"]: f["digest"]["sha256"] for f in files} == {
         path: hashlib.sha256((checkout / path).read_bytes()).hexdigest() for path in provenance.BUILD_FILES
     }
@@ -485,6 +473,10 @@ def test_refresh_releases_the_next_patch_only_when_packages_changed(
     builds = history.read(checkout / "doc/build-history.json")
     assert [b["tag"] for b in builds] == ["1.0.0", "1.0.1"]
     assert builds[1]["notes"].startswith("refresh: ") and "+less " in builds[1]["notes"]
+    # Both bases are the engine's own images, no registry's: recorded and compared by local image id.
+    before, after = (build["platforms"][HOST]["base_local_id"] for build in builds)
+    assert before != after and builds[1]["platforms"][HOST]["base_digest"] is None
+    assert f"base image local {before} → local {after}" in builds[1]["notes"]
     assert builds[1]["platforms"][HOST]["packages_sha256"] != builds[0]["platforms"][HOST]["packages_sha256"]
     assert {"1.0.1", "1.0", "latest"} <= set(registry.tags(NAME))
     report = json.loads((checkout / "reports/refresh.json").read_text())

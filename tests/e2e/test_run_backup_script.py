@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from ci.core.config import REPO_ROOT
-from conftest import Docker
-from registry import LocalRegistry
+from tests.support.docker import Docker
+from tests.support.registry import LocalRegistry
 
 pytestmark = pytest.mark.engine
 SCRIPT = REPO_ROOT / "scripts/run-backup.sh"

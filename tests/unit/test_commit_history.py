@@ -12,7 +12,7 @@ from ci.core.config import REPO_ROOT
 SCRIPT = REPO_ROOT / "scripts/commit-history"
 HISTORY = "doc/build-history.json"
 ENV = {
-    **os.environ,
+    **{k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")},
     "GIT_AUTHOR_NAME": "t",
     "GIT_AUTHOR_EMAIL": "t@example.org",
     "GIT_COMMITTER_NAME": "t",
@@ -61,14 +61,16 @@ def release_checkout(origin: Path, where: Path) -> Path:
     return where
 
 
-def run(where: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(SCRIPT), *args], cwd=where, capture_output=True, text=True, check=False, env=ENV)
+def run(where: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """As the workflow runs it: the default branch from the event, unless env says otherwise."""
+    env = {"DEFAULT_BRANCH": "main", **env}
+    return subprocess.run([str(SCRIPT), *args], cwd=where, capture_output=True, text=True, check=False, env=ENV | env)
 
 
 def test_one_commit_with_the_history_alone_lands_on_main(origin: Path, tmp_path: Path):
     work = release_checkout(origin, tmp_path / "work")
     (work / "README.md").write_text("an unrelated local change\n")
-    done = run(work, "1.0.0")
+    done = run(work)
     assert done.returncode == 0, done.stderr
     assert git(origin, "log", "--format=%s", "main") == "Build history: 1.0.0\nhistory\nstart\n"
     assert git(origin, "show", "--name-only", "--format=", "main").split() == [HISTORY]
@@ -92,7 +94,7 @@ def test_main_moved_since_the_tag_and_again_while_pushing(origin: Path, tmp_path
         "exit 1\n"
     )
     hook.chmod(0o755)
-    done = run(work, "1.0.0")
+    done = run(work)
     assert done.returncode == 0, done.stderr
     assert "main moved while pushing; trying again (1/5)" in done.stdout
     assert git(origin, "log", "--format=%s", "main").splitlines()[:3] == [
@@ -110,7 +112,7 @@ def test_a_history_changed_on_main_is_not_overwritten(origin: Path, tmp_path: Pa
     git(other, "commit", "-qam", "someone else's history")
     git(other, "push", "-q", "origin", "HEAD:main")
     before = git(origin, "rev-parse", "main")
-    done = run(work, "1.0.0")
+    done = run(work)
     assert done.returncode == 1
     assert done.stderr.strip() == (
         f"commit-history: {HISTORY} changed on main meanwhile; not overwriting it (commit the entry by hand)"
@@ -121,5 +123,39 @@ def test_a_history_changed_on_main_is_not_overwritten(origin: Path, tmp_path: Pa
 def test_nothing_to_commit_is_an_error(origin: Path, tmp_path: Path):
     work = tmp_path / "work"
     git(tmp_path, "clone", "-q", str(origin), str(work))
-    done = run(work, "1.0.0")
+    done = run(work)
     assert (done.returncode, done.stderr.strip()) == (1, f"commit-history: {HISTORY} has no change to commit")
+
+
+def test_a_scheduled_run_pushes_to_the_branch_it_runs_on(origin: Path, tmp_path: Path):
+    """On `schedule` the payload has no repository (DEFAULT_BRANCH is empty); the run is on the default branch."""
+    work = release_checkout(origin, tmp_path / "work")
+    done = run(work, DEFAULT_BRANCH="", GITHUB_EVENT_NAME="schedule", GITHUB_REF_NAME="main")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == 'commit-history: pushed "Build history: 1.0.0" to main\n'
+
+
+@pytest.mark.parametrize(
+    "event", [{"GITHUB_EVENT_NAME": "workflow_dispatch", "GITHUB_REF_NAME": "feature"}, {"GITHUB_REF_NAME": "main"}, {}]
+)
+def test_an_unknown_default_branch_is_refused_not_guessed(origin: Path, tmp_path: Path, event):
+    work = release_checkout(origin, tmp_path / "work")
+    before = git(origin, "rev-parse", "main")
+    done = run(work, DEFAULT_BRANCH="", **event)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (
+        "commit-history: the default branch is unknown: set DEFAULT_BRANCH "
+        "(on GitHub: github.event.repository.default_branch)\n"
+    )
+    assert git(origin, "rev-parse", "main") == before
+
+
+def test_a_refresh_that_released_nothing_commits_nothing(origin: Path, tmp_path: Path):
+    work = tmp_path / "work"
+    git(tmp_path, "clone", "-q", str(origin), str(work))
+    before = git(origin, "rev-parse", "main")
+    done = run(work, "--if-changed")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == f"commit-history: {HISTORY} has no change: nothing was released, nothing to commit\n"
+    assert git(origin, "rev-parse", "main") == before
+    assert run(work, "1.0.0").stderr == "commit-history: usage: scripts/commit-history [--if-changed]\n"

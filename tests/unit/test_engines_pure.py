@@ -76,19 +76,19 @@ def test_bootstrap_source_is_the_first_release_debootstrap_knows():
         pick_bootstrap_source(sources, {"noble"})
 
 
-def test_build_argv_passes_secrets_by_reference_only(tmp_path):
+def test_build_argv_passes_secret_files_by_path_only(tmp_path):
     spec = BuildSpec(
         "final",
         {"DAR_BACKUP_VERSION": "1.1.11"},
         {"org.opencontainers.image.version": "1.2.3"},
-        {"pip_cert": SecretRef("file:///etc/ca.pem"), "token": SecretRef("env://TOKEN")},
+        {"pip_cert": Path("/etc/ca.pem")},
         tag="dar-backup:1.2.3",
     )
     argv = build_argv("/usr/bin/docker", spec, "docker/Dockerfile", "/tmp/iid", ".")
     joined = " ".join(argv)
     assert "--target final" in joined and "--build-arg DAR_BACKUP_VERSION=1.1.11" in joined
     assert "--label org.opencontainers.image.version=1.2.3" in joined
-    assert "--secret id=pip_cert,src=/etc/ca.pem" in joined and "--secret id=token,env=TOKEN" in joined
+    assert argv[argv.index("--secret") + 1] == "id=pip_cert,src=/etc/ca.pem"
     assert argv[-1] == "." and "--platform" not in argv
     arm64 = build_argv("/usr/bin/docker", dataclasses.replace(spec, platform="linux/arm64"), "f", "/tmp/iid", ".")
     assert arm64[-3:] == ["--platform", "linux/arm64", "."]
@@ -139,7 +139,7 @@ def test_build_secret_only_when_the_host_has_a_ca_bundle(tmp_path: Path):
     assert build_secrets({"PIP_CERT": str(tmp_path / "missing.pem")}) == {}
     cert = tmp_path / "ca.pem"
     cert.write_text("x")
-    assert build_secrets({"PIP_CERT": str(cert)}) == {"pip_cert": SecretRef(f"file://{cert}")}
+    assert build_secrets({"PIP_CERT": str(cert)}) == {"pip_cert": cert}
 
 
 def test_dry_run_outside_release_is_refused_with_one_line(capsys, tmp_path):

@@ -1,15 +1,17 @@
-"""The workflow's GitHub Release step: what `gh` is asked, with which token, in which job.
+"""The GitHub Release: which job publishes it, with which token, and what `gh` is asked.
 
-GitHub cannot run here, so the step's own command runs under bash with a `gh` that records
-its argv, over the files a two-platform release writes (named by the pipeline's own functions).
+GitHub cannot run here, so scripts/github-release runs as the workflow runs it, with a `gh`
+that records its argv, over the files a two-platform release writes (named by the pipeline's
+own functions).
 """
 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 from pathlib import Path
+
+import yaml
 
 from ci.core.config import REPO_ROOT
 from ci.image.sbom import sbom_file
@@ -20,70 +22,56 @@ WORKFLOW = REPO_ROOT / ".github/workflows/ci.yml"
 PLATFORMS = ("linux/amd64", "linux/arm64")
 
 
-def jobs(text: str) -> dict[str, list[str]]:
-    """Each job's lines, by job id (the workflow's two-space-indented keys under `jobs:`)."""
-    body = text.split("\njobs:\n", 1)[1].splitlines()
-    found: dict[str, list[str]] = {}
-    for line in body:
-        if match := re.fullmatch(r"  ([\w-]+):", line):
-            found[match.group(1)] = []
-        elif found:
-            found[list(found)[-1]].append(line)
-    return found
-
-
-def step(lines: list[str], name: str) -> dict[str, object]:
-    """The named step's `run` (a folded `>-` block joined as YAML joins it) and its `env`."""
-    start = lines.index(f"      - name: {name}")
-    block = []
-    for line in lines[start + 1 :]:
-        if line.startswith("      - "):
-            break
-        block.append(line)
-
-    def nested(key: str) -> list[str]:
-        """The lines indented under `key` (up to the step's next key)."""
-        lines = block[block.index(f"        {key}") + 1 :]
-        end = next((i for i, line in enumerate(lines) if not line.startswith("          ")), len(lines))
-        return [line.strip() for line in lines[:end]]
-
-    env = dict(line.split(": ", 1) for line in nested("env:"))
-    keys = [line.strip().split(":", 1)[0] for line in block if re.match(r"        \w", line)]
-    return {"run": " ".join(nested("run: >-")), "env": env, "keys": keys}
+def release_step() -> dict:
+    jobs = yaml.safe_load(WORKFLOW.read_text())["jobs"]
+    publishing = [
+        (name, step) for name, job in jobs.items() for step in job["steps"] if "github-release" in step.get("run", "")
+    ]
+    assert [name for name, _ in publishing] == ["release"]
+    return publishing[0][1]
 
 
 def test_only_the_release_job_publishes_a_github_release_with_the_job_token():
-    workflow = jobs(WORKFLOW.read_text())
-    publishing = [job for job, lines in workflow.items() if any("gh release" in line for line in lines)]
-    assert publishing == ["release"]
-    release = step(workflow["release"], "GitHub Release")
-    assert release["env"] == {"GH_TOKEN": "${{ github.token }}", "GH_REPO": "${{ github.repository }}"}
+    step = release_step()
+    assert step["env"] == {"GH_TOKEN": "${{ github.token }}", "GH_REPO": "${{ github.repository }}"}
     # No condition of its own: every release that got this far (history committed) publishes.
-    assert release["keys"] == ["run", "env"]
-    # The job may create it (contents: write) and runs only for v* tags.
-    assert "      contents: write # the build history commit, pushed by scripts/commit-history" in workflow["release"]
-    # Nothing from the event is pasted into the command: names arrive through the environment.
-    assert "${{" not in str(release["run"])
+    assert set(step) == {"name", "run", "env"}
+    jobs = yaml.safe_load(WORKFLOW.read_text())["jobs"]
+    assert jobs["release"]["permissions"]["contents"] == "write"
 
 
-def test_the_step_hands_gh_the_notes_sboms_and_provenance_the_release_wrote(tmp_path: Path):
-    reports = tmp_path / "reports/release"
-    reports.mkdir(parents=True)
-    written = [NOTES_FILE, *(name for p in PLATFORMS for name in (sbom_file(p), provenance_file(p)))]
-    for name in [*written, "release.json", "junit.xml"]:
-        (reports / name).write_text("{}")
+def gh_argv(tmp_path: Path, reports: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
+    bin_dir.mkdir(exist_ok=True)
     gh = bin_dir / "gh"
     gh.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$GH_ARGV"\n')
     gh.chmod(0o755)
-    release = step(jobs(WORKFLOW.read_text())["release"], "GitHub Release")
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "GITHUB_REF_NAME": "v1.2.0", "GH_ARGV": str(tmp_path / "argv")}
-    subprocess.run(["bash", "-e", "-c", str(release["run"])], cwd=tmp_path, env=env, check=True)
-    argv = (tmp_path / "argv").read_text().splitlines()
-    assert argv == [
+    run = release_step()["run"].replace("scripts/", f"{REPO_ROOT}/scripts/", 1)
+    full = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "GH_ARGV": str(tmp_path / "argv"), **env}
+    return subprocess.run(["bash", "-c", run], cwd=reports.parents[1], env=full, capture_output=True, text=True)
+
+
+def test_the_step_hands_gh_the_notes_sboms_and_provenance_the_release_wrote(tmp_path: Path):
+    reports = tmp_path / "work/reports/release"
+    reports.mkdir(parents=True)
+    for name in [NOTES_FILE, *(n for p in PLATFORMS for n in (sbom_file(p), provenance_file(p))), "release.json"]:
+        (reports / name).write_text("{}")
+    done = gh_argv(tmp_path, reports, {"GITHUB_REF_NAME": "v1.2.0"})
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "argv").read_text().splitlines() == [
         "release", "create", "v1.2.0", "--verify-tag", "--title", "v1.2.0",
         "--notes-file", f"reports/release/{NOTES_FILE}",
         *(f"reports/release/{sbom_file(p)}" for p in PLATFORMS),
         *(f"reports/release/{provenance_file(p)}" for p in PLATFORMS),
     ]  # fmt: skip
+
+
+def test_without_notes_or_a_tag_nothing_is_published(tmp_path: Path):
+    reports = tmp_path / "work/reports/release"
+    reports.mkdir(parents=True)
+    done = gh_argv(tmp_path, reports, {"GITHUB_REF_NAME": "v1.2.0"})
+    assert done.returncode == 1 and "release-notes.md is missing" in done.stderr
+    (reports / NOTES_FILE).write_text("# notes\n")
+    assert "no SBOM or provenance" in gh_argv(tmp_path, reports, {"GITHUB_REF_NAME": "v1.2.0"}).stderr
+    assert "GITHUB_REF_NAME must name" in gh_argv(tmp_path, reports, {}).stderr
+    assert not (tmp_path / "argv").exists()

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 
+from ci.core.baseimage import BaseImage
 from ci.core.config import REPO_ROOT, build_config, git_ref, workflow_ref
 from ci.release import provenance
 from ci.release.provenance import Build
@@ -43,9 +44,13 @@ def run_config(env):
     )
 
 
-def make(env, base_digest=BASE_DIGEST):
+REGISTRY_BASE = BaseImage("ubuntu:24.04", digest=BASE_DIGEST)
+LOCAL_ID = "sha256:" + "ef" * 32
+
+
+def make(env, base=REGISTRY_BASE):
     config = run_config(env)
-    build = Build("linux/arm64", "ubuntu:24.04", base_digest, "dagger", "v0.21.8")
+    build = Build("linux/arm64", base, "dagger", "v9.8.7")
     return config, provenance.predicate(config, build, FILES, "2026-01-01T00:10:00Z")
 
 
@@ -62,7 +67,7 @@ def test_on_github_every_field_comes_from_the_run():
         "platform": "linux/arm64",
         "darBackupVersion": config.dar_backup_version,
     }
-    assert definition["internalParameters"] == {"engine": "dagger", "engineVersion": "v0.21.8"}
+    assert definition["internalParameters"] == {"engine": "dagger", "engineVersion": "v9.8.7"}
     assert definition["resolvedDependencies"] == [
         {
             "name": "source",
@@ -93,12 +98,18 @@ def test_elsewhere_the_builder_is_local_and_names_the_engine():
     assert predicate["runDetails"]["builder"]["id"] == "urn:dar-backup-image:local-builder:dagger"
 
 
-def test_a_bootstrapped_base_is_named_as_local_without_a_digest():
-    _, predicate = make({}, base_digest=None)
+def test_a_bootstrapped_base_is_named_as_local_by_its_image_id():
+    _, predicate = make({}, BaseImage("dar-backup-local-base:bookworm", local_id=LOCAL_ID))
     assert predicate["buildDefinition"]["resolvedDependencies"][1] == {
         "name": "base image",
-        "uri": "local:ubuntu:24.04",
+        "uri": "local:dar-backup-local-base:bookworm",
+        "digest": {"sha256": "ef" * 32},
     }
+
+
+def test_a_base_named_by_digest_is_named_once():
+    _, predicate = make({}, BaseImage(f"ubuntu:24.04@{'0' * 71}", digest=BASE_DIGEST))
+    assert predicate["buildDefinition"]["resolvedDependencies"][1]["uri"] == "oci://ubuntu:24.04"
 
 
 def test_the_statement_is_in_toto_v1_about_the_image_digest():
@@ -146,6 +157,6 @@ def test_a_changed_predicate_renders_differently():
     """What the history's provenance_sha256 rests on: one byte of meaning changes the digest."""
     config, predicate = make({})
     changed = dataclasses.replace(config, revision="0" * 40)
-    build = Build("linux/arm64", "ubuntu:24.04", BASE_DIGEST, "dagger", "v0.21.8")
+    build = Build("linux/arm64", REGISTRY_BASE, "dagger", "v9.8.7")
     other = provenance.predicate(changed, build, FILES, "2026-01-01T00:10:00Z")
     assert provenance.render(other) != provenance.render(predicate)

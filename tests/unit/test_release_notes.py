@@ -7,8 +7,9 @@ import shlex
 from ci.core.report import Step
 from ci.release import notes
 from ci.release.signing import signing_identity, user_commands
-from samples import AMD64, HISTORY_ENTRY
+from tests.support.samples import AMD64, HISTORY_ENTRY
 
+LOCAL_ID = "sha256:" + "5" * 64
 FIRST = {**HISTORY_ENTRY, "tag": "1.0.0", "image_ref": "r/dar-backup@sha256:" + "a" * 64}
 SECOND = {
     **HISTORY_ENTRY,
@@ -19,7 +20,7 @@ SECOND = {
     "dar_version": "2.7.9",
     "platforms": {
         "linux/amd64": {**AMD64, "digest": "sha256:" + "8" * 64, "base_digest": "sha256:" + "7" * 64},
-        "linux/arm64": {**AMD64, "digest": "sha256:" + "6" * 64},
+        "linux/arm64": {**AMD64, "digest": "sha256:" + "6" * 64, "base_digest": None, "base_local_id": LOCAL_ID},
     },
     "notes": "refresh: linux/amd64: +less 590-2",
 }
@@ -39,7 +40,7 @@ def test_a_second_release_names_the_first_as_previous_and_what_changed():
     assert f"- Image: `{SECOND['image_ref']}`" in text and "- Why: refresh: linux/amd64: +less 590-2" in text
     # Each platform's digest and base.
     assert f"| linux/amd64 | `{'sha256:' + '8' * 64}` | `ubuntu:24.04` | `{'sha256:' + '7' * 64}` |" in text
-    assert f"| linux/arm64 | `{'sha256:' + '6' * 64}` | `ubuntu:24.04` | `none (a local base)` |" in text
+    assert f"| linux/arm64 | `{'sha256:' + '6' * 64}` | `ubuntu:24.04` | `local {LOCAL_ID}` |" in text
     assert "- dar 2.7.9 (was 2.7.8)" in text and "- par2 0.8.1 (unchanged)" in text
     assert "- linux/amd64: +less 590-2" in text
     assert "## Upgrade check\n\npassed: 2/2 checks\n" in text

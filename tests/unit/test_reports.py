@@ -1,4 +1,5 @@
 import json
+import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -23,16 +24,25 @@ def test_steps_record_status_duration_and_message():
     report = sample()
     assert [(s.stage, s.status) for s in report.steps] == [("base", "passed"), ("test", "failed")]
     assert report.failed[0].message.startswith("restore of FULL")
-    assert all(s.seconds >= 0 for s in report.steps)
+
+
+def test_a_step_records_how_long_it_ran():
+    report = Report("test", "docker")
+    with report.step("test", "wait"):
+        time.sleep(0.2)
+    assert 0.2 <= report.steps[0].seconds < 5
 
 
 def test_junit_parses_back_with_one_case_per_step():
-    root = ET.fromstring(to_junit(sample()))
+    report = sample()
+    report.steps[0].seconds, report.steps[1].seconds = 1.25, 0.5
+    root = ET.fromstring(to_junit(report))
     cases = root.findall(".//testcase")
-    assert [c.get("name") for c in cases] == ["build", "FULL: restore"]
+    assert [(c.get("name"), c.get("time")) for c in cases] == [("build", "1.250"), ("FULL: restore", "0.500")]
     failure = cases[1].find("failure")
     assert failure is not None and "missing: 'a & <b>'" in failure.text
     assert root.find("testsuite[@name='test']").get("failures") == "1"
+    assert [suite.get("time") for suite in root.findall("testsuite")] == ["1.250", "0.500"]
 
 
 def test_markdown_and_text_summaries_name_the_failure():
@@ -45,8 +55,18 @@ def test_reports_are_written_and_step_summary_appended(tmp_path):
     summary = tmp_path / "summary.md"
     summary.write_text("earlier\n")
     write_reports(sample(), tmp_path / "reports", str(summary))
-    assert json.loads((tmp_path / "reports/test.json").read_text())["steps"][1]["status"] == "failed"
-    ET.parse(tmp_path / "reports/test.junit.xml")
+    written = json.loads((tmp_path / "reports/test.json").read_text())
+    assert (written["command"], written["outcome"]) == ("test", "failed")
+    assert [(s["stage"], s["name"], s["status"]) for s in written["steps"]] == [
+        ("base", "build", "passed"),
+        ("test", "FULL: restore", "failed"),
+    ]
+    junit = ET.parse(tmp_path / "reports/test.junit.xml").getroot()
+    assert [(suite.get("name"), suite.get("failures"), [case.get("name") for case in suite]) for suite in junit] == [
+        ("base", "0", ["build"]),
+        ("test", "1", ["FULL: restore"]),
+    ]
+    assert junit.find("testsuite[@name='test']/testcase/failure").get("message") == "restore of FULL: 1 difference(s)"
     assert summary.read_text().startswith("earlier\n## dar-backup-image `test`")
 
 

@@ -21,7 +21,7 @@ from ci.image.sbom import (
     upstream_version,
     validate_schema,
 )
-from samples import DISTS, DPKG, OS_RELEASE
+from tests.support.samples import DISTS, DPKG, OS_RELEASE
 
 LABELLED = {"dar-backup": "1.1.11", "dar": "2.7.8", "par2": "0.8.1"}
 DIGEST = "sha256:" + "ab" * 32

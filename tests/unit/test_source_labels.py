@@ -6,7 +6,7 @@ import pytest
 
 from ci.core.config import source_url, web_url
 from ci.core.errors import UsageError
-from ci.core.labels import DEFAULT_SOURCE
+from ci.core.names import DEFAULT_SOURCE
 
 
 @pytest.mark.parametrize(

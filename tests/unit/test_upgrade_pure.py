@@ -4,7 +4,7 @@ from ci.engines.seam import Image
 from ci.oci.registry import Registry
 from ci.release.plan import previous_release
 from ci.stages.upgrade import Previous, versions_note
-from samples import HISTORY_ENTRY
+from tests.support.samples import HISTORY_ENTRY
 
 UNUSED = Registry("127.0.0.1:1/dar-backup")  # never asked: these cases need no registry
 

@@ -2,10 +2,13 @@ from pathlib import Path
 
 import pytest
 
+from ci.cli import main, tag_version
+from ci.core.baseimage import BaseImage
 from ci.core.config import REPO_ROOT, build_config, created_timestamp, project_license
 from ci.core.errors import OutputError, UsageError, VersionError
 from ci.core.labels import oci_labels
 from ci.core.versions import locked_dar_backup_version, parse_release_version, tool_version
+from ci.stages.build import build_args
 
 
 @pytest.mark.parametrize("good", ["1.2.3", "0.5.6", "10.20.30", "1.0.0-rc.1", "2.0.0-beta.2"])
@@ -86,6 +89,17 @@ def test_config_defaults_to_the_locked_dar_backup_and_ubuntu():
     assert len(run.run_id) == 8 and run.run_id != config().run_id
 
 
+def test_source_date_epoch_reaches_the_build_only_when_the_run_sets_it():
+    run, base = config(), BaseImage("ubuntu:24.04", digest="sha256:" + "c" * 64)
+    assert "SOURCE_DATE_EPOCH" not in build_args(run, base, {})
+    assert "SOURCE_DATE_EPOCH" not in build_args(run, base, {"SOURCE_DATE_EPOCH": ""})
+    assert build_args(run, base, {"SOURCE_DATE_EPOCH": "1700000000"}) == {
+        "BASE_IMAGE": base.build_from,
+        "DAR_BACKUP_VERSION": run.dar_backup_version,
+        "SOURCE_DATE_EPOCH": "1700000000",
+    }
+
+
 @pytest.mark.parametrize("dar_backup", ["latest", "", "0.0.1"])
 def test_config_refuses_a_dar_backup_version_other_than_the_lock(dar_backup):
     with pytest.raises(UsageError):
@@ -105,7 +119,7 @@ def test_bad_source_date_epoch_is_refused():
 
 def test_labels_carry_the_declared_values():
     run = config(repo="127.0.0.1:5000/dar-backup")
-    labels = oci_labels(run)
+    labels = oci_labels(run, BaseImage("ubuntu:24.04", local_id="sha256:" + "1" * 64))
     prefix = "org.opencontainers.image"
     assert labels[f"{prefix}.version"] == "1.2.3"
     assert labels[f"{prefix}.ref.name"] == "127.0.0.1:5000/dar-backup:1.2.3"
@@ -113,3 +127,22 @@ def test_labels_carry_the_declared_values():
     assert labels[f"{prefix}.revision"] == run.revision
     assert f"{prefix}.base.digest" not in labels
     assert all(value for value in labels.values())
+
+
+@pytest.mark.parametrize(
+    ("env", "version"),
+    [
+        ({"GITHUB_REF_TYPE": "tag", "GITHUB_REF_NAME": "v1.2.3"}, "1.2.3"),
+        ({"GITHUB_REF_TYPE": "tag", "GITHUB_REF_NAME": "1.2.3"}, None),
+        ({"GITHUB_REF_TYPE": "branch", "GITHUB_REF_NAME": "v1.2.3"}, None),
+        ({}, None),
+    ],
+)
+def test_a_release_for_a_git_tag_takes_its_version(env, version):
+    assert tag_version(env) == version
+
+
+def test_a_release_for_a_tag_that_is_no_version_is_refused_before_anything(capsys, tmp_path):
+    env = {"GITHUB_REF_TYPE": "tag", "GITHUB_REF_NAME": "v1.2"}
+    assert main(["release", "--repo", "127.0.0.1:9/x", "--report-dir", str(tmp_path)], env=env) == 2
+    assert capsys.readouterr().err == "error: image version '1.2' is not semver MAJOR.MINOR.PATCH (no leading zeros)\n"

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from ci.oci.media import MANIFEST_TYPES
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -102,8 +104,11 @@ class LocalRegistry:
             assert answer.status == 201, answer.status
         return digest
 
-    def push_tiny_image(self, name: str, tags: list[str]) -> str:
-        """A one-file image pushed once through the API, its manifest PUT under every tag (fast: no engine)."""
+    def push_tiny_image(self, name: str, tags: list[str], architecture: str = "amd64") -> str:
+        """A one-file image pushed once through the API, its manifest PUT under every tag (fast: no engine).
+
+        With no tags it is stored by its digest, as the platform manifests of an index are.
+        """
         layer = io.BytesIO()
         with tarfile.open(fileobj=layer, mode="w") as tar:
             info = tarfile.TarInfo("hello")
@@ -112,7 +117,7 @@ class LocalRegistry:
         layer_gz = gzip.compress(layer.getvalue(), mtime=0)
         config = json.dumps(
             {
-                "architecture": "amd64",
+                "architecture": architecture,
                 "os": "linux",
                 "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer.getvalue()).hexdigest()]},
             }
@@ -135,29 +140,50 @@ class LocalRegistry:
                 ],
             }
         ).encode()
-        for tag in tags:
-            put = urllib.request.Request(
-                f"http://{self.address}/v2/{name}/manifests/{tag}",
-                data=manifest,
-                method="PUT",
-                headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
-            )
-            with urllib.request.urlopen(put, timeout=30) as answer:
-                assert answer.status == 201, answer.status
-        return "sha256:" + hashlib.sha256(manifest).hexdigest()
+        digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+        for reference in tags or [digest]:
+            self.put_manifest(name, reference, "application/vnd.oci.image.manifest.v1+json", manifest)
+        return digest
+
+    def put_manifest(self, name: str, reference: str, media_type: str, body: bytes) -> None:
+        put = urllib.request.Request(
+            f"http://{self.address}/v2/{name}/manifests/{reference}",
+            data=body,
+            method="PUT",
+            headers={"Content-Type": media_type},
+        )
+        with urllib.request.urlopen(put, timeout=30) as answer:
+            assert answer.status == 201, answer.status
+
+    def push_tiny_index(self, name: str, tag: str, architectures: list[str]) -> dict[str, str]:
+        """A tiny image per architecture and, as tag, an OCI index of them with an attestation entry
+        (as Docker Hub's official images have); returns platform → manifest digest and `index` → its own.
+        """
+        entries, digests = [], {}
+        for architecture in architectures:
+            digest = self.push_tiny_image(name, [], architecture)
+            digests[f"linux/{architecture}"] = digest
+            entries.append(self.descriptor(name, digest) | {"platform": {"os": "linux", "architecture": architecture}})
+        attestation = self.push_tiny_image(name, [], "unknown")
+        entries.append(self.descriptor(name, attestation) | {"platform": {"os": "unknown", "architecture": "unknown"}})
+        media_type = "application/vnd.oci.image.index.v1+json"
+        index = json.dumps({"schemaVersion": 2, "mediaType": media_type, "manifests": entries}).encode()
+        self.put_manifest(name, tag, media_type, index)
+        return digests | {"index": "sha256:" + hashlib.sha256(index).hexdigest()}
+
+    def descriptor(self, name: str, digest: str) -> dict:
+        request = urllib.request.Request(f"http://{self.address}/v2/{name}/manifests/{digest}", method="HEAD")
+        request.add_header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            size = int(answer.headers["Content-Length"])
+        return {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": size}
 
 
-class PagingProxy:
-    """Tag listing a page at a time, as the OCI distribution spec and hosted registries do.
-
-    Debian's docker-registry (distribution 2.8) ignores `n` and answers every tag at once;
-    paging came with distribution 3. This loopback proxy pages the real registry's full,
-    lexically sorted list by `n`/`last` with a relative `Link: <…>; rel="next"`, and passes
-    every other request through unchanged.
-    """
+class RelayProxy:
+    """A loopback proxy in front of a real registry: relays GET and HEAD, and lets `answer` see or change each reply."""
 
     def __init__(self, upstream: LocalRegistry) -> None:
-        target = upstream.address
+        target, proxy = upstream.address, self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: object) -> None:
@@ -174,33 +200,28 @@ class PagingProxy:
                         status, headers, body = answer.status, dict(answer.headers), answer.read()
                 except urllib.error.HTTPError as err:
                     status, headers, body = err.code, dict(err.headers), err.read()
-                if parts.path.endswith("/tags/list") and status == 200:
-                    headers, body = self.page(parts, json.loads(body), headers)
+                headers, body = proxy.answer(self.command, parts, status, headers, body)
                 self.send_response(status)
                 for key, value in headers.items():
                     if key.lower() not in ("content-length", "transfer-encoding", "connection", "date", "server"):
                         self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
+                # A HEAD answer has no body, but its length is the document's (clients size descriptors by it).
+                length = headers.get("Content-Length", "0") if self.command == "HEAD" else str(len(body))
+                self.send_header("Content-Length", length)
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(body)
-
-            def page(self, parts: urllib.parse.SplitResult, listing: dict, headers: dict) -> tuple[dict, bytes]:
-                query = urllib.parse.parse_qs(parts.query)
-                size = int(query.get("n", ["100"])[0])  # a server-chosen page when the client names none
-                last = query.get("last", [""])[0]
-                tags = sorted(t for t in listing.get("tags") or [] if t > last)
-                page, rest = tags[:size], tags[size:]
-                if rest:
-                    following = urllib.parse.urlencode({"n": size, "last": page[-1]})
-                    headers["Link"] = f'<{parts.path}?{following}>; rel="next"'
-                return headers, json.dumps({"name": listing["name"], "tags": page}).encode()
 
             do_GET = do_HEAD = relay
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def answer(
+        self, method: str, parts: urllib.parse.SplitResult, status: int, headers: dict, body: bytes
+    ) -> tuple[dict, bytes]:
+        return headers, body
 
     @property
     def address(self) -> str:
@@ -209,3 +230,54 @@ class PagingProxy:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class PagingProxy(RelayProxy):
+    """Tag listing a page at a time, as the OCI distribution spec and hosted registries do.
+
+    Debian's docker-registry (distribution 2.8) ignores `n` and answers every tag at once;
+    paging came with distribution 3. This loopback proxy pages the real registry's full,
+    lexically sorted list by `n`/`last` with a relative `Link: <…>; rel="next"`, and passes
+    every other request through unchanged.
+    """
+
+    def answer(
+        self, method: str, parts: urllib.parse.SplitResult, status: int, headers: dict, body: bytes
+    ) -> tuple[dict, bytes]:
+        if not parts.path.endswith("/tags/list") or status != 200:
+            return headers, body
+        listing = json.loads(body)
+        query = urllib.parse.parse_qs(parts.query)
+        size = int(query.get("n", ["100"])[0])  # a server-chosen page when the client names none
+        last = query.get("last", [""])[0]
+        tags = sorted(t for t in listing.get("tags") or [] if t > last)
+        page, rest = tags[:size], tags[size:]
+        if rest:
+            following = urllib.parse.urlencode({"n": size, "last": page[-1]})
+            headers["Link"] = f'<{parts.path}?{following}>; rel="next"'
+        return headers, json.dumps({"name": listing["name"], "tags": page}).encode()
+
+
+class MovingTagProxy(RelayProxy):
+    """A tag that moves right after its first reader got it: someone pushes a new base mid-run.
+
+    The first GET of `name:tag` is answered as the registry has it; before that answer goes
+    out, `tag` is pointed at the manifest `moved_to` names, so every later reader gets that.
+    """
+
+    def __init__(self, upstream: LocalRegistry, name: str, tag: str, moved_to: str) -> None:
+        self.upstream, self.name, self.tag, self.moved_to = upstream, name, tag, moved_to
+        self.moved = threading.Event()
+        super().__init__(upstream)
+
+    def answer(
+        self, method: str, parts: urllib.parse.SplitResult, status: int, headers: dict, body: bytes
+    ) -> tuple[dict, bytes]:
+        if method == "GET" and parts.path == f"/v2/{self.name}/manifests/{self.tag}" and not self.moved.is_set():
+            self.moved.set()
+            manifest = f"http://{self.upstream.address}/v2/{self.name}/manifests/{self.moved_to}"
+            request = urllib.request.Request(manifest, headers={"Accept": MANIFEST_TYPES})
+            with urllib.request.urlopen(request, timeout=30) as moved:
+                media_type, moved_body = moved.headers["Content-Type"], moved.read()
+            self.upstream.put_manifest(self.name, self.tag, media_type, moved_body)
+        return headers, body

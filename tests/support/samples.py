@@ -11,7 +11,8 @@ AMD64 = {
     "digest": "sha256:" + "a" * 64,
     "image_id": "sha256:" + "b" * 64,
     "base_image": "ubuntu:24.04",
-    "base_digest": None,
+    "base_digest": "sha256:" + "c" * 64,
+    "base_local_id": None,
     "packages_sha256": "1" * 64,
     "sbom_sha256": "0" * 64,
     "signature": "r:sha256-" + "a" * 64 + ".sig",
@@ -41,8 +42,8 @@ HISTORY_ENTRY = {
     "platforms": {"linux/amd64": AMD64},
     "notes": "",
 }
-# The same release as history format 2 recorded it, before provenance.
-FORMAT_2_ENTRY = {
+# The same release as history format 3 recorded it, before provenance.
+FORMAT_3_ENTRY = {
     **HISTORY_ENTRY,
     "signing": {k: v for k, v in HISTORY_ENTRY["signing"].items() if k != "attested"},
     "platforms": {"linux/amd64": {k: v for k, v in AMD64.items() if k != "provenance_sha256"}},

@@ -18,8 +18,8 @@ from ci.image.sbom import VENV_PYTHON
 from ci.release.signing import PROVENANCE, SBOM
 from ci.stages.manifest import HASHES_MARKER
 from ci.stages.scenario import DEFINITION, LEVELS, TIME_ZONE, local_date
-from recording import Chain, calls
-from samples import DISTS, DPKG, OS_RELEASE
+from tests.support.recording import DAGGER_VERSION, Chain, calls
+from tests.support.samples import DISTS, DPKG, OS_RELEASE
 
 FILES = {"docs/a.txt": "a" * 64, "with space.txt": "b" * 64}
 ENTRIES = (
@@ -39,7 +39,7 @@ VERSIONS = {
     "dar-backup": "dar-backup 1.1.11\ndar-backup source code is here\n",
 }
 PUBLISHED_DIGEST = "sha256:" + "c" * 64
-ENGINE_VERSION = "v0.21.8"
+ENGINE_VERSION = f"v{DAGGER_VERSION}"
 # What cosign's --type names (a known kind, or the predicate type URI itself).
 PREDICATE_TYPES = {SBOM.kind: SBOM.predicate_type, PROVENANCE.kind: PROVENANCE.predicate_type}
 PUBLIC_KEY = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----\n"

@@ -3,17 +3,37 @@
 `execute` refuses any query with a validation error, records it, and answers it by walking the
 selection set. Object IDs (`id`, `sync`) are handed out here and remember the call chain that
 made them, so a later `node(id:)` resumes that chain; leaf fields go to a scripted `answer`.
+
+The client comes from `dagger.Client.from_connection`, the SDK's public way to put a client
+over a connection. What the SDK then calls on that connection is not public: its query context
+calls `conn.session.get_schema()` and `conn.session.execute(request)` (`dagger/client/_core.py`),
+so this session speaks the SDK's internal session protocol as read in the pinned dagger-io;
+a test fails when the installed SDK is not the pinned one.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import os
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import dagger
 import graphql
+
+from ci.core.config import REPO_ROOT
+
+# The SDK pyproject.toml pins, and the schema exported from its engine (DAGGER_SCHEMA names another place).
+DAGGER_VERSION = next(
+    requirement.removeprefix("dagger-io==")
+    for requirement in tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    if requirement.startswith("dagger-io==")
+)
+SCHEMA = Path(os.environ.get("DAGGER_SCHEMA", REPO_ROOT.parent / f"shared/dagger/schema-v{DAGGER_VERSION}.graphqls"))
 
 Call = tuple[str, dict[str, Any]]
 Chain = tuple[Call, ...]
@@ -77,6 +97,10 @@ class RecordingSession:
                 result[key] = self.answer(chain, name, args)
         return result
 
+    def client(self) -> dagger.Client:
+        """A real SDK client whose every query comes here."""
+        return dagger.Client.from_connection(RecordingConnection(self))
+
     def new_id(self, chain: Chain) -> str:
         object_id = f"ID{next(self._ids)}"
         self.chains[object_id] = chain
@@ -93,7 +117,7 @@ class RecordingSession:
 
 @dataclass
 class RecordingConnection:
-    """What dagger.Client(Context(conn=…)) needs: an object with a `session`."""
+    """What `dagger.Client.from_connection` is given: an object with a `session`."""
 
     session: RecordingSession
 
