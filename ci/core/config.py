@@ -39,6 +39,12 @@ class RunConfig:
     previous_image: str | None = None
     # What is built, in this order (the upgrade check runs on the first).
     platforms: tuple[str, ...] = ()
+    # The git ref built (refs/tags/v1.2.0, refs/heads/main; the revision when HEAD is detached).
+    ref: str = ""
+    # When the run started, RFC 3339 UTC: `created` may be pinned to the commit, this never is.
+    started: str = ""
+    # The workflow running the pipeline on GitHub Actions (`https://github.com/o/r/.github/workflows/ci.yml@ref`).
+    workflow: str | None = None
 
     def local_tag(self, platform: str) -> str:
         """`dar-backup:VERSION` for the host's platform, `dar-backup:VERSION-arm64` for a foreign one."""
@@ -66,6 +72,10 @@ def git_tree_is_clean(root: Path) -> bool:
     return _git(root, "status", "--porcelain") == ""
 
 
+def rfc3339(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
 def created_timestamp(env: Mapping[str, str]) -> str:
     """RFC 3339 UTC; SOURCE_DATE_EPOCH pins it for reproducible builds."""
     epoch = env.get("SOURCE_DATE_EPOCH")
@@ -73,7 +83,19 @@ def created_timestamp(env: Mapping[str, str]) -> str:
         seconds = int(epoch) if epoch else int(time.time())
     except ValueError:
         raise UsageError(f"SOURCE_DATE_EPOCH must be whole seconds, got {epoch!r}") from None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+    return rfc3339(seconds)
+
+
+def git_ref(env: Mapping[str, str], root: Path, revision: str) -> str:
+    """The ref built: GitHub Actions' GITHUB_REF, else the checkout's branch, else the revision (detached)."""
+    return env.get("GITHUB_REF") or _git(root, "symbolic-ref", "-q", "HEAD") or revision
+
+
+def workflow_ref(env: Mapping[str, str]) -> str | None:
+    """The workflow running this on GitHub Actions, as its OIDC certificate names it; None elsewhere."""
+    if env.get("GITHUB_ACTIONS") != "true" or not env.get("GITHUB_WORKFLOW_REF"):
+        return None
+    return f"{env.get('GITHUB_SERVER_URL', 'https://github.com').rstrip('/')}/{env['GITHUB_WORKFLOW_REF']}"
 
 
 def project_license(pyproject: Path) -> str:
@@ -144,11 +166,12 @@ def build_config(
         )
     if repo is not None and (not repo or repo != repo.strip() or ":" in repo.rsplit("/", 1)[-1]):
         raise UsageError(f"--repo must be REGISTRY/NAME without a tag, got {repo!r}")
+    revision = git_revision(root, env)
     return RunConfig(
         image_version=str(image),
         dar_backup_version=str(dar_backup),
         base_image=base_image or DEFAULT_BASE_IMAGE,
-        revision=git_revision(root, env),
+        revision=revision,
         created=created_timestamp(env),
         run_id=secrets.token_hex(4),
         repo=repo,
@@ -158,4 +181,7 @@ def build_config(
         report_dir=report_dir,
         previous_image=previous_image or None,
         platforms=platforms or (host_platform(),),
+        ref=git_ref(env, root, revision),
+        started=rfc3339(time.time()),
+        workflow=workflow_ref(env),
     )

@@ -75,6 +75,9 @@ class DaggerEngine:
         except OSError as err:
             raise EngineError(f"cannot read the build secret {secret_id} from {path}: {err.strerror}") from None
 
+    async def version(self) -> str:
+        return await self.client.version()
+
     async def build(self, spec: BuildSpec) -> Image:
         context = self.client.host().directory(str(self.context), exclude=CONTEXT_EXCLUDE)
         container = context.docker_build(

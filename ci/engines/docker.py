@@ -195,6 +195,10 @@ class DockerEngine:
         )
         return Volume(name)
 
+    async def version(self) -> str:
+        out = await self._checked([self.client, "version", "--format", "{{.Server.Version}}"], "reading the version")
+        return out.strip()
+
     async def labels(self, image: Image, names: Sequence[str]) -> dict[str, str | None]:
         out = await self._checked(
             [self.client, "image", "inspect", "-f", "{{json .Config.Labels}}", image.ref], "reading labels"

@@ -80,6 +80,10 @@ class Engine(Protocol):
         """
         ...
 
+    async def version(self) -> str:
+        """The engine's own version (the daemon's or the Dagger engine's), as provenance names it."""
+        ...
+
     async def build(self, spec: BuildSpec) -> Image: ...
 
     async def run(

@@ -12,10 +12,14 @@ import semver
 from ci.core.errors import HistoryError
 from ci.core.files import write_atomically
 from ci.core.platforms import SUPPORTED
+from ci.release.signing import PROVENANCE, SBOM
 
 # 2: one entry per release of one or more platforms, each platform with its own digest and SBOM.
 # 3: a platform's base is a registry digest or, for a base no registry serves, a local image id.
-FORMAT = 3
+# 4: each release also says which predicates were attested and verified (`signing.attested`) and
+#    each platform the sha256 of its SLSA provenance. Format 3 is read by migrating it (`migrate`).
+FORMAT = 4
+CYCLONEDX, SLSA_PROVENANCE = SBOM.predicate_type, PROVENANCE.predicate_type
 # Every entry has exactly these keys; the value types are checked too.
 ENTRY_FIELDS: dict[str, type | tuple[type, ...]] = {
     "build_number": int,
@@ -36,6 +40,8 @@ ENTRY_FIELDS: dict[str, type | tuple[type, ...]] = {
     "notes": str,
 }
 SIGNING_FIELDS = ("identity", "signature", "signature_digest", "attestation", "attestation_digest")
+# The predicate types attested on `attestation` and verified before any floating tag moved.
+ATTESTED = "attested"
 # Per platform: what a refresh compares (base digest, package set) and where its signature and SBOM are.
 PLATFORM_FIELDS: dict[str, type | tuple[type, ...]] = {
     "digest": str,
@@ -50,6 +56,9 @@ PLATFORM_FIELDS: dict[str, type | tuple[type, ...]] = {
     "signature_digest": str,
     "attestation": str,
     "attestation_digest": str,
+    # sha256 of the SLSA provenance predicate attested on `digest` and verified; None only in a
+    # release made before provenance existed (migrated from format 2).
+    "provenance_sha256": (str, type(None)),
 }
 
 
@@ -80,9 +89,14 @@ def validate_entry(value: object, where: str) -> None:
     entry = validate_fields(value, ENTRY_FIELDS, where)
     if not semver.Version.is_valid(entry["tag"]):
         raise HistoryError(f"{where}: tag {entry['tag']!r} is not semver")
-    signed = entry["signing"]
+    signed = dict(entry["signing"])
+    attested = signed.pop(ATTESTED, None)
     if sorted(signed) != sorted(SIGNING_FIELDS) or not all(isinstance(v, str) and v for v in signed.values()):
-        raise HistoryError(f"{where}: signing must have exactly {', '.join(SIGNING_FIELDS)}, all non-empty")
+        raise HistoryError(
+            f"{where}: signing must have exactly {', '.join(SIGNING_FIELDS)}, all non-empty, and {ATTESTED}"
+        )
+    if not isinstance(attested, list) or CYCLONEDX not in attested or not all(isinstance(v, str) for v in attested):
+        raise HistoryError(f"{where}: signing.{ATTESTED} must list the predicate types attested, the SBOM's among them")
     if not entry["platforms"] or not all(name in SUPPORTED for name in entry["platforms"]):
         raise HistoryError(f"{where}: platforms must name one or more of {', '.join(SUPPORTED)}")
     for name, facts in entry["platforms"].items():
@@ -90,13 +104,46 @@ def validate_entry(value: object, where: str) -> None:
         validate_base(facts, f"{where}.platforms[{name}]")
 
 
+def validate_new(entry: Mapping[str, Any], where: str) -> None:
+    """What a release writes now: its SLSA provenance was attested and verified, on every platform."""
+    validate_entry(entry, where)
+    if SLSA_PROVENANCE not in entry["signing"][ATTESTED]:
+        raise HistoryError(f"{where}: no verified SLSA provenance in signing.{ATTESTED}")
+    if any(facts["provenance_sha256"] is None for facts in entry["platforms"].values()):
+        raise HistoryError(f"{where}: every platform needs its provenance_sha256")
+
+
+def migrate(document: object) -> object:
+    """A format 3 document as format 4: those releases attested their SBOMs and no provenance.
+
+    The document is left as it is when it is anything else; validation says what is wrong.
+    """
+    if not isinstance(document, dict) or document.get("format") != 3 or not isinstance(document.get("builds"), list):
+        return document
+    builds = []
+    for entry in document["builds"]:
+        if (
+            isinstance(entry, dict)
+            and isinstance(entry.get("signing"), dict)
+            and isinstance(entry.get("platforms"), dict)
+        ):
+            platforms = {
+                name: {**facts, "provenance_sha256": None} if isinstance(facts, dict) else facts
+                for name, facts in entry["platforms"].items()
+            }
+            entry = {**entry, "signing": {**entry["signing"], ATTESTED: [CYCLONEDX]}, "platforms": platforms}
+        builds.append(entry)
+    return {"format": FORMAT, "builds": builds}
+
+
 def validate_document(document: object) -> list[dict[str, Any]]:
+    document = migrate(document)
     if (
         not isinstance(document, dict)
         or document.get("format") != FORMAT
         or not isinstance(document.get("builds"), list)
     ):
-        raise HistoryError(f"expected {{'format': {FORMAT}, 'builds': [...]}}")
+        raise HistoryError(f"expected {{'format': {FORMAT}, 'builds': [...]}} (or format 3, migrated on read)")
     builds: list[dict[str, Any]] = document["builds"]
     for index, entry in enumerate(builds):
         validate_entry(entry, f"builds[{index}]")
@@ -122,12 +169,15 @@ def read(path: Path) -> list[dict[str, Any]]:
 
 def next_entry(builds: list[dict[str, Any]], values: Mapping[str, Any]) -> dict[str, Any]:
     entry = {**values, "build_number": len(builds) + 1}
-    validate_entry(entry, "new entry")
+    validate_new(entry, "new entry")
     return entry
 
 
 def append(path: Path, entry: dict[str, Any]) -> None:
-    """Re-read and re-validate, then write history + entry via a temp file and rename."""
+    """Re-read and re-validate, then write history + entry via a temp file and rename.
+
+    A format 3 history is written back as format 4, its entries migrated.
+    """
     builds = read(path)
     document = {"format": FORMAT, "builds": [*builds, entry]}
     validate_document(document)

@@ -1,9 +1,9 @@
 """Publishing a tested release: push it by digest, verify, sign, move the floating tags, record.
 
 Order matters: nothing is pushed before every gate passed; no floating tag moves before the
-pushed digest was read back, re-gated, signed, its SBOM attested and both verified; the
-history changes only after all of that. What was pushed is a `Candidate`: any failure from the
-push on withdraws it.
+pushed digest was read back, re-gated, signed, its SBOM and SLSA provenance attested and all
+of it verified; the history and the release notes change only after all of that. What was
+pushed is a `Candidate`: any failure from the push on withdraws it.
 """
 
 from __future__ import annotations
@@ -11,13 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+import time
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ci.core.config import RunConfig
+from ci.core.config import REPO_ROOT, RunConfig, rfc3339
 from ci.core.errors import PipelineError, RegistryError, StageFailure
+from ci.core.files import write_atomically
 from ci.core.report import Report
 from ci.engines.seam import Engine, Image
 from ci.image import sbom
@@ -27,8 +29,9 @@ from ci.image.sbom import write_sbom
 from ci.oci import media
 from ci.oci.auth import SecretRef, docker_config, read_secret
 from ci.oci.registry import is_loopback
-from ci.release import history, signing
+from ci.release import history, notes, provenance, refresh, signing
 from ci.release.plan import STAGE, Plan
+from ci.release.provenance import file_digests
 from ci.stages.build import Built
 
 T = TypeVar("T")
@@ -42,6 +45,8 @@ class Published:
     digest: str
     image: Image
     sbom: str
+    # The SLSA provenance predicate, as attested.
+    provenance: str
 
 
 def history_values(
@@ -68,7 +73,7 @@ def history_values(
 
 
 def platform_values(
-    built: Built, digest: str, image_id: str, sbom_text: str, signed: Mapping[str, str]
+    built: Built, digest: str, image_id: str, sbom_text: str, signed: Mapping[str, Any], provenance_text: str | None
 ) -> dict[str, Any]:
     """What the history keeps of one platform."""
     return {
@@ -78,9 +83,14 @@ def platform_values(
         "base_digest": built.base.digest,
         "base_local_id": built.base.local_id,
         "packages_sha256": sbom.package_set_sha256(json.loads(sbom_text)),
-        "sbom_sha256": hashlib.sha256(sbom_text.encode()).hexdigest(),
-        **signed,
+        "sbom_sha256": sha256_hex(sbom_text),
+        **{k: v for k, v in signed.items() if k != history.ATTESTED},
+        "provenance_sha256": None if provenance_text is None else sha256_hex(provenance_text),
     }
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass
@@ -144,6 +154,11 @@ async def release(engine: Engine, config: RunConfig, plan: Plan, tested: Sequenc
     identity = plan.identity
     if identity is None:
         raise StageFailure("a release that is not a dry run needs a signing identity")
+    # What changed since the last release, for the notes: read before anything is pushed.
+    last = plan.builds[-1] if plan.builds else None
+    changes = await refresh.changes_since(engine, last, tested, plan.auth, report, STAGE) if last else []
+    with report.step(STAGE, "the engine's version and the build files, for provenance"):
+        made = Made(engine.name, await engine.version(), file_digests(REPO_ROOT))
     with report.step(STAGE, "build the signing tools image (cosign)"):
         tools = await signing.build_tools(engine)
     names = [built.platform for built in tested]
@@ -153,7 +168,7 @@ async def release(engine: Engine, config: RunConfig, plan: Plan, tested: Sequenc
     with report.step(STAGE, f"read back {plan.ref}: {digest} names {', '.join(names)}"):
         digests = await candidate.guard("verification", read_back(plan, digest, names))
         candidate.pushed += [d for d in digests.values() if d != digest]
-    published = [await verify_platform(engine, config, candidate, built, digests, report) for built in tested]
+    published = [await verify_platform(engine, config, candidate, built, digests, made, report) for built in tested]
     with tempfile.TemporaryDirectory(prefix="dar-backup-ci-cosign-") as private_dir:
         login = registry_config(plan, Path(private_dir))
         cosign = signing.Cosign(engine, tools, identity, is_loopback(plan.registry.host), login)
@@ -168,13 +183,33 @@ async def release(engine: Engine, config: RunConfig, plan: Plan, tested: Sequenc
                 raise StageFailure(f"{plan.repo}:{tag} points at {moved}, not {digest}")
     with report.step(STAGE, "append the build history"):
         values = history_values(config, plan, digest, tested[0].versions, platforms, signed)
-        history.append(plan.history_path, history.next_entry(plan.builds, values))
+        entry = history.next_entry(plan.builds, values)
+        history.append(plan.history_path, entry)
+    with report.step(STAGE, f"release notes: {config.report_dir / notes.NOTES_FILE}"):
+        upgrade = notes.upgrade_result(report.steps, report.run.get("previous_version"))
+        commands = signing.user_commands(identity, f"{plan.repo}@{digest}", is_loopback(plan.registry.host))
+        write_atomically(config.report_dir / notes.NOTES_FILE, notes.render(entry, last, changes, upgrade, commands))
+
+
+@dataclass(frozen=True)
+class Made:
+    """What every platform's provenance shares: the engine, its version and the build files' digests."""
+
+    engine: str
+    engine_version: str
+    files: Mapping[str, str]
 
 
 async def verify_platform(
-    engine: Engine, config: RunConfig, candidate: Candidate, built: Built, digests: Mapping[str, str], report: Report
+    engine: Engine,
+    config: RunConfig,
+    candidate: Candidate,
+    built: Built,
+    digests: Mapping[str, str],
+    made: Made,
+    report: Report,
 ) -> Published:
-    """One platform as the registry serves it: pulled by its digest, gated, its SBOM naming that digest."""
+    """One platform as the registry serves it: pulled by its digest, gated, its SBOM and provenance naming it."""
     digest = digests[built.platform]
     where = f"{candidate.plan.repo}@{digest}"
     with report.on_platform(built.platform):
@@ -183,61 +218,82 @@ async def verify_platform(
         with report.step(STAGE, "SBOM of the published image"):
             written = write_sbom(engine, pulled, built.platform, config, built.versions, report, digest)
             sbom_text = await candidate.guard("the SBOM", written)
-    return Published(built, digest, pulled, sbom_text)
+        with report.step(STAGE, "SLSA provenance of the published image"):
+            build = provenance.Build(built.platform, built.base, made.engine, made.engine_version)
+            predicate = provenance.predicate(config, build, made.files, rfc3339(time.time()))
+            statement = provenance.statement(candidate.plan.repo, digest, predicate)
+            write_atomically(
+                config.report_dir / provenance.provenance_file(built.platform), provenance.render(statement)
+            )
+    return Published(built, digest, pulled, sbom_text, provenance.render(predicate))
 
 
 async def sign_and_verify(
     cosign: signing.Cosign, candidate: Candidate, published: Sequence[Published], report: Report
-) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
-    """Sign what the tag names, attest the SBOMs, verify it all; what the history keeps of it.
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Sign what the tag names, attest the SBOMs and provenance, verify it all; what the history keeps of it.
 
     An index is signed with `--recursive` (each platform manifest gets the signature too) and
-    carries every platform's SBOM, so a user verifying the tag finds them; each platform
-    manifest carries its own.
+    carries every platform's SBOM and provenance, so a user verifying the tag finds them; each
+    platform manifest carries its own.
     """
     plan, digest = candidate.plan, candidate.digest
     index = len(published) > 1
     sboms = [item.sbom for item in published]
+    provenances = [item.provenance for item in published]
     with report.step(STAGE, f"sign {plan.repo}@{digest}" + (" and every platform manifest" if index else "")):
         public_key = await candidate.guard("signing", cosign.public_key())
         await candidate.guard("signing", cosign.sign(plan.repo, digest, recursive=index))
     for item in published:
-        with report.on_platform(item.built.platform), report.step(STAGE, "attest the SBOM"):
-            for subject in dict.fromkeys((item.digest, digest)):
-                await candidate.guard("signing", cosign.attest(plan.repo, subject, item.sbom))
-    with report.step(STAGE, f"verify the signature and the SBOM attestations of {plan.ref}"):
-        signed = {"identity": signing.identity_record(cosign.identity, public_key)}
-        check = verify(cosign, plan, plan.ref, digest, public_key, sboms)
+        for what, text in ((signing.SBOM, item.sbom), (signing.PROVENANCE, item.provenance)):
+            with report.on_platform(item.built.platform), report.step(STAGE, f"attest the {what.kind} predicate"):
+                for subject in dict.fromkeys((item.digest, digest)):
+                    await candidate.guard("signing", cosign.attest(plan.repo, subject, text, what))
+    with report.step(STAGE, f"verify the signature, the SBOM and provenance attestations of {plan.ref}"):
+        signed: dict[str, Any] = {"identity": signing.identity_record(cosign.identity, public_key)}
+        check = verify(cosign, plan, plan.ref, digest, public_key, sboms, provenances)
         signed |= await candidate.guard("signature verification", check)
     platforms: dict[str, dict[str, Any]] = {}
     for item in published:
         if index:
-            step = f"verify the signature and the SBOM attestation of {plan.repo}@{item.digest}"
+            step = f"verify the signature, the SBOM and provenance attestations of {plan.repo}@{item.digest}"
             with report.on_platform(item.built.platform), report.step(STAGE, step):
-                check = verify(cosign, plan, f"{plan.repo}@{item.digest}", item.digest, public_key, [item.sbom])
+                ref = f"{plan.repo}@{item.digest}"
+                check = verify(cosign, plan, ref, item.digest, public_key, [item.sbom], [item.provenance])
                 records = await candidate.guard("signature verification", check)
         else:
             records = {k: v for k, v in signed.items() if k != "identity"}
         platforms[item.built.platform] = platform_values(
-            item.built, item.digest, item.image.image_id or "", item.sbom, records
+            item.built, item.digest, item.image.image_id or "", item.sbom, records, item.provenance
         )
     return signed, platforms
 
 
 async def verify(
-    cosign: signing.Cosign, plan: Plan, ref: str, digest: str, public_key: str | None, sboms: Sequence[str]
-) -> dict[str, str]:
-    """ref (a tag, or the digest) names digest, whose signature and SBOM attestations verify; where they are."""
+    cosign: signing.Cosign,
+    plan: Plan,
+    ref: str,
+    digest: str,
+    public_key: str | None,
+    sboms: Sequence[str],
+    provenances: Sequence[str],
+) -> dict[str, Any]:
+    """ref (a tag, or the digest) names digest, whose signature, SBOM and provenance attestations
+    verify, each attestation exactly as written; where they are stored and what was attested."""
     await cosign.verify(ref, digest, public_key)
-    await cosign.verify_attestation(ref, digest, public_key, sboms)
-    return {**await stored(plan, digest, "signature"), **await stored(plan, digest, "attestation")}
+    attested = []
+    for what, written in ((signing.SBOM, sboms), (signing.PROVENANCE, provenances)):
+        await cosign.verify_attestation(ref, digest, public_key, written, what)
+        attested.append(what.predicate_type)
+    stored_at = {**await stored(plan, digest, "signature"), **await stored(plan, digest, "attestation")}
+    return {**stored_at, history.ATTESTED: attested}
 
 
 def dry_run(config: RunConfig, plan: Plan, tested: Sequence[Built]) -> None:
     after_push = "known after the push"
     platforms = {
         built.platform: {
-            **platform_values(built, after_push, built.image.image_id or "", built.sbom, {}),
+            **platform_values(built, after_push, built.image.image_id or "", built.sbom, {}, None),
             "digest": after_push,
         }
         for built in tested

@@ -64,13 +64,26 @@ async def what_changed(engine: Engine, last: Mapping[str, Any], built: Built, au
     return [f"{built.platform}: {change}" for change in changes]
 
 
+async def changes_since(
+    engine: Engine,
+    last: Mapping[str, Any],
+    tested: Sequence[Built],
+    auth: RegistryAuth | None,
+    report: Report,
+    stage: str,
+) -> list[str]:
+    """What differs on every tested platform from the last released build, one step per platform."""
+    changes: list[str] = []
+    for built in tested:
+        with report.on_platform(built.platform), report.step(stage, f"compare with the last release {last['tag']}"):
+            changes += await what_changed(engine, last, built, auth)
+    return changes
+
+
 async def worth_releasing(engine: Engine, plan: Plan, tested: Sequence[Built], report: Report) -> Plan | None:
     """The release plan, saying why, when a tested image differs from the last release; else None."""
     last = plan.builds[-1]
-    changes: list[str] = []
-    for built in tested:
-        with report.on_platform(built.platform), report.step(STAGE, f"compare with the last release {last['tag']}"):
-            changes += await what_changed(engine, last, built, plan.auth)
+    changes = await changes_since(engine, last, tested, plan.auth, report, STAGE)
     if not changes:
         report.notes.append(f"nothing changed since {last['tag']}")
         say(STAGE, f"nothing changed since {last['tag']}: nothing to release")

@@ -13,15 +13,18 @@ import hashlib
 import json
 import os
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ci.core.config import workflow_ref
 from ci.core.errors import SigningError, UsageError
 from ci.core.platforms import host_platform
 from ci.engines.seam import BuildSpec, Engine, Image
 from ci.oci.auth import SecretRef
+from ci.release import provenance
 
 TOOLS_DOCKERFILE = "docker/tools.Dockerfile"
 TOOLS_BASE_IMAGE = "debian:trixie-slim"
@@ -29,8 +32,32 @@ KEY_PATH = "/run/secrets/cosign.key"
 REGISTRY_CONFIG_DIR = "/run/secrets/registry"
 PUBLIC_KEY_PATH = "/run/cosign/cosign.pub"
 SBOM_PATH = "/run/cosign/sbom.cdx.json"
+PROVENANCE_PATH = "/run/cosign/provenance.json"
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 CYCLONEDX_PREDICATE = "https://cyclonedx.org/bom"
+
+
+@dataclass(frozen=True)
+class Attestation:
+    """A kind of predicate: the `--type` verify-attestation selects it by, the file attest reads, its predicateType.
+
+    `attest_type` is what attest is given: cosign parses a predicate of a type it knows into its
+    own structure and signs what that structure prints back, while a predicate type URI makes it
+    sign the document as written, under that same predicateType.
+    """
+
+    kind: str
+    path: str
+    predicate_type: str
+    attest_type: str
+
+
+SBOM = Attestation("cyclonedx", SBOM_PATH, CYCLONEDX_PREDICATE, "cyclonedx")
+# Not `--type slsaprovenance1`: cosign up to 3.0.5 (Debian's 2.5.0 in the tools image) reads the
+# predicate into in-toto-golang < 0.10's SLSA v1 structure, which prints metadata.invocationId as
+# `invocationID` (in-toto-golang commit 64e680e fixed it). By URI the predicate is signed as
+# written; `verify-attestation --type slsaprovenance1` selects it by the same predicateType.
+PROVENANCE = Attestation("slsaprovenance1", PROVENANCE_PATH, provenance.PREDICATE_TYPE, provenance.PREDICATE_TYPE)
 OIDC_VARIABLES = ("ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN")
 
 
@@ -55,11 +82,11 @@ def signing_identity(env: Mapping[str, str]) -> Identity:
         password = SecretRef("env://DAR_BACKUP_COSIGN_PASSWORD") if "DAR_BACKUP_COSIGN_PASSWORD" in env else None
         return Identity(key=SecretRef(f"file://{path.resolve()}"), password=password)
     if env.get("GITHUB_ACTIONS") == "true" and all(env.get(name) for name in OIDC_VARIABLES):
-        if not env.get("GITHUB_WORKFLOW_REF"):
+        workflow = workflow_ref(env)
+        if workflow is None:
             raise UsageError("keyless signing needs GITHUB_WORKFLOW_REF to name the workflow identity")
-        server = env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
         return Identity(
-            certificate_identity=f"{server}/{env['GITHUB_WORKFLOW_REF']}",
+            certificate_identity=workflow,
             oidc={name: SecretRef(f"env://{name}") for name in OIDC_VARIABLES},
         )
     raise UsageError(
@@ -82,9 +109,11 @@ def signature_tags(digest: str) -> tuple[str, str]:
     return f"{tag}.sig", f"{tag}.att"
 
 
-def _with_identity(args: list[str], identity: Identity, insecure: bool, *, verifying: bool) -> list[str]:
+def _with_identity(
+    args: list[str], identity: Identity, insecure: bool, *, verifying: bool, public_key: str = PUBLIC_KEY_PATH
+) -> list[str]:
     if identity.key is not None and verifying:
-        args += ["--key", PUBLIC_KEY_PATH, "--insecure-ignore-tlog=true"]
+        args += ["--key", public_key, "--insecure-ignore-tlog=true"]
     elif identity.key is not None:
         # A private key has no public transparency log to record its signatures in.
         args += ["--key", KEY_PATH, "--tlog-upload=false"]
@@ -104,18 +133,28 @@ def sign_args(identity: Identity, ref: str, insecure: bool, recursive: bool = Fa
     return [*_with_identity(sign, identity, insecure, verifying=False), ref]
 
 
-def attest_args(identity: Identity, ref: str, insecure: bool) -> list[str]:
-    attest = ["attest", "--yes", "--type", "cyclonedx", "--predicate", SBOM_PATH]
+def attest_args(identity: Identity, ref: str, insecure: bool, what: Attestation = SBOM) -> list[str]:
+    attest = ["attest", "--yes", "--type", what.attest_type, "--predicate", what.path]
     return [*_with_identity(attest, identity, insecure, verifying=False), ref]
 
 
-def verify_args(identity: Identity, ref: str, insecure: bool) -> list[str]:
-    return [*_with_identity(["verify", "--output", "json"], identity, insecure, verifying=True), ref]
+def verify_args(identity: Identity, ref: str, insecure: bool, public_key: str = PUBLIC_KEY_PATH) -> list[str]:
+    verify = ["verify", "--output", "json"]
+    return [*_with_identity(verify, identity, insecure, verifying=True, public_key=public_key), ref]
 
 
-def verify_attestation_args(identity: Identity, ref: str, insecure: bool) -> list[str]:
-    verify = ["verify-attestation", "--type", "cyclonedx", "--output", "json"]
-    return [*_with_identity(verify, identity, insecure, verifying=True), ref]
+def verify_attestation_args(
+    identity: Identity, ref: str, insecure: bool, what: Attestation = SBOM, public_key: str = PUBLIC_KEY_PATH
+) -> list[str]:
+    verify = ["verify-attestation", "--type", what.kind, "--output", "json"]
+    return [*_with_identity(verify, identity, insecure, verifying=True, public_key=public_key), ref]
+
+
+def user_commands(identity: Identity, ref: str, insecure: bool, public_key: str = "cosign.pub") -> list[str]:
+    """The commands a user runs to verify ref as the release did: signature, SBOM, provenance."""
+    argvs = [verify_args(identity, ref, insecure, public_key)]
+    argvs += [verify_attestation_args(identity, ref, insecure, what, public_key) for what in (SBOM, PROVENANCE)]
+    return [shlex.join(["cosign", *argv]) for argv in argvs]
 
 
 def _json_documents(text: str) -> list[Any]:
@@ -136,8 +175,8 @@ def verified_digests(text: str) -> set[str]:
         raise SigningError(f"cosign verify printed an unexpected document: missing {err}") from None
 
 
-def attested_predicates(text: str, digest: str) -> list[Any]:
-    """The CycloneDX predicates of the verified attestations whose subject is `digest`."""
+def attested_predicates(text: str, digest: str, predicate_type: str = CYCLONEDX_PREDICATE) -> list[Any]:
+    """The predicates of predicate_type among the verified attestations whose subject is `digest`."""
     predicates = []
     for envelope in _json_documents(text):
         try:
@@ -146,7 +185,7 @@ def attested_predicates(text: str, digest: str) -> list[Any]:
             kind, predicate = statement["predicateType"], statement["predicate"]
         except (KeyError, TypeError, ValueError) as err:
             raise SigningError(f"cosign verify-attestation printed an unreadable statement: {err}") from None
-        if kind == CYCLONEDX_PREDICATE and digest in subjects:
+        if kind == predicate_type and digest in subjects:
             predicates.append(predicate)
     return predicates
 
@@ -204,8 +243,9 @@ class Cosign:
     async def sign(self, repo: str, digest: str, recursive: bool = False) -> None:
         await self.run(sign_args(self.identity, f"{repo}@{digest}", self.insecure, recursive))
 
-    async def attest(self, repo: str, digest: str, sbom_text: str) -> None:
-        await self.run(attest_args(self.identity, f"{repo}@{digest}", self.insecure), files={SBOM_PATH: sbom_text})
+    async def attest(self, repo: str, digest: str, predicate_text: str, what: Attestation = SBOM) -> None:
+        args = attest_args(self.identity, f"{repo}@{digest}", self.insecure, what)
+        await self.run(args, files={what.path: predicate_text})
 
     def _public(self, public_key: str | None) -> dict[str, str]:
         return {PUBLIC_KEY_PATH: public_key} if public_key is not None else {}
@@ -217,9 +257,20 @@ class Cosign:
         if signed != {digest}:
             raise SigningError(f"cosign verified signatures of {sorted(signed)} for {ref}, expected only {digest}")
 
-    async def verify_attestation(self, ref: str, digest: str, public_key: str | None, sboms: Sequence[str]) -> None:
-        """`ref` carries valid attestations of exactly these SBOMs for `digest`."""
-        args = verify_attestation_args(self.identity, ref, self.insecure)
-        attested = attested_predicates(await self.run(args, self._public(public_key)), digest)
-        if any(json.loads(text) not in attested for text in sboms):
-            raise SigningError(f"the SBOMs attested on {ref} are not the SBOMs this release wrote")
+    async def verify_attestation(
+        self, ref: str, digest: str, public_key: str | None, predicates: Sequence[str], what: Attestation = SBOM
+    ) -> None:
+        """`ref` carries valid attestations of exactly these predicates for `digest`, and no other of the kind."""
+        args = verify_attestation_args(self.identity, ref, self.insecure, what)
+        attested = attested_predicates(await self.run(args, self._public(public_key)), digest, what.predicate_type)
+        if not same_documents(attested, [json.loads(text) for text in predicates]):
+            raise SigningError(f"the {what.kind} predicates attested on {ref} are not the ones this release wrote")
+
+
+def same_documents(found: Sequence[Any], written: Sequence[Any]) -> bool:
+    """The same JSON documents, as many times each, in any order."""
+
+    def canonical(documents: Sequence[Any]) -> list[str]:
+        return sorted(json.dumps(document, sort_keys=True) for document in documents)
+
+    return canonical(found) == canonical(written)

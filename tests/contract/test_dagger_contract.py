@@ -24,11 +24,19 @@ from ci.image.sbom import sbom_file
 from ci.oci.auth import SecretRef
 from ci.pipeline import pipeline
 from ci.release.plan import preflight
-from ci.release.signing import KEY_PATH, REGISTRY_CONFIG_DIR, Cosign, build_tools, signing_identity
+from ci.release.signing import (
+    KEY_PATH,
+    PROVENANCE,
+    REGISTRY_CONFIG_DIR,
+    SBOM,
+    Cosign,
+    build_tools,
+    signing_identity,
+)
 from ci.stages.scenario import PATHS
 from tests.support.recording import DAGGER_VERSION, Chain, RecordingSession, calls
 from tests.support.samples import DAR_V_BOOKWORM, DISTS, release_config
-from tests.support.world import World
+from tests.support.world import ENGINE_VERSION, World
 
 SECRET_TEXT = "-----BEGIN CERTIFICATE-----PLAINTEXT-MARKER-7f3a"
 
@@ -459,6 +467,7 @@ def test_cosign_on_dagger_gets_key_password_and_login_by_reference_only(schema, 
     session = RecordingSession(schema, World().answer)
     client = session.client()
     digest, sbom = "sha256:" + "e" * 64, json.dumps({"bomFormat": "CycloneDX", "components": []})
+    slsa = json.dumps({"buildDefinition": {"buildType": "b"}, "runDetails": {"builder": {"id": "i"}}})
 
     async def go() -> None:
         async with dagger_engine("c0ffee", REPO_ROOT, client=client) as engine:
@@ -466,8 +475,11 @@ def test_cosign_on_dagger_gets_key_password_and_login_by_reference_only(schema, 
             public = await cosign.public_key()
             await cosign.sign("registry.example.org/dar-backup", digest, recursive=True)
             await cosign.attest("registry.example.org/dar-backup", digest, sbom)
+            await cosign.attest("registry.example.org/dar-backup", digest, slsa, PROVENANCE)
             await cosign.verify(f"registry.example.org/dar-backup@{digest}", digest, public)
             await cosign.verify_attestation(f"registry.example.org/dar-backup@{digest}", digest, public, [sbom])
+            ref = f"registry.example.org/dar-backup@{digest}"
+            await cosign.verify_attestation(ref, digest, public, [slsa], PROVENANCE)
 
     anyio.run(go)
     build = next(a for c in session.chains.values() for a in calls(c, "dockerBuild") if a["target"] == "tools")
@@ -475,18 +487,33 @@ def test_cosign_on_dagger_gets_key_password_and_login_by_reference_only(schema, 
     tools_base = f"debian:trixie-slim@{docker_hub['debian:trixie-slim'][host_platform()]}"
     assert {a["name"]: a["value"] for a in build["buildArgs"]} == {"BASE_IMAGE": tools_base}
     execs = [c for c in (chain for chain, leaf in session.answered if leaf == "exitCode") if calls(c, "withExec")]
-    cosign_execs = {
-        calls(c, "withExec")[-1]["args"][1]: c for c in execs if calls(c, "withExec")[-1]["args"][0] == "cosign"
-    }
+    cosign_runs = [c for c in execs if calls(c, "withExec")[-1]["args"][0] == "cosign"]
+    cosign_execs = {calls(c, "withExec")[-1]["args"][1]: c for c in cosign_runs}
     assert set(cosign_execs) == {"public-key", "sign", "attest", "verify", "verify-attestation"}
-    for chain in cosign_execs.values():
+    attests = [c for c in cosign_runs if calls(c, "withExec")[-1]["args"][1] == "attest"]
+    assert [[(f["path"], f["contents"]) for f in calls(c, "withNewFile")] for c in attests] == [
+        [(SBOM.path, sbom)],
+        [(PROVENANCE.path, slsa)],
+    ]
+    for chain in cosign_runs:
         mounted = {a["path"]: session.expand(a["source"]) for a in calls(chain, "withMountedSecret")}
         assert mounted[KEY_PATH] == (("secret", {"uri": f"file://{key.resolve()}"}),)
         assert mounted[f"{REGISTRY_CONFIG_DIR}/config.json"] == (("secret", {"uri": f"file://{login}"}),)
         variables = {a["name"]: session.expand(a["secret"]) for a in calls(chain, "withSecretVariable")}
         assert variables == {"COSIGN_PASSWORD": (("secret", {"uri": "env://DAR_BACKUP_COSIGN_PASSWORD"}),)}
-    assert [f["contents"] for f in calls(cosign_execs["attest"], "withNewFile")] == [sbom]
     assert {"--tlog-upload=false", "--recursive"} <= set(calls(cosign_execs["sign"], "withExec")[-1]["args"])
     for marker in ("KEY-MARKER", PASSWORD_TEXT, "LOGIN-MARKER"):
         assert all(marker not in query for query in session.queries)
     assert by_value(session) == set() and build_secrets_by_id(session) == {}
+
+
+def test_the_engine_version_for_provenance_is_the_dagger_engine_s_own(schema):
+    session = RecordingSession(schema, World().answer)
+    client = session.client()
+
+    async def go() -> str:
+        async with dagger_engine("c0ffee", REPO_ROOT, client=client) as engine:
+            return await engine.version()
+
+    assert anyio.run(go) == ENGINE_VERSION
+    assert [chain for chain, leaf in session.answered if leaf == "version"] == [()]

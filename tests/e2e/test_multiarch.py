@@ -18,7 +18,7 @@ from ci.core.versions import locked_dar_backup_version
 from ci.engines.seam import Image
 from ci.image.sbom import sbom_file
 from ci.oci import media as oci
-from ci.release import history
+from ci.release import history, provenance
 from ci.release.signing import attested_predicates
 from ci.stages.manifest import MANIFEST_SCRIPT, compare, parse
 from tests.support.docker import SEED_DATA, Docker, KeyPair, mounts, run_pipeline
@@ -129,6 +129,26 @@ def test_a_two_platform_release_publishes_one_index_gated_and_signed_per_platfor
         attested = cosign(docker, tools, *args, key=cosign_key.public)
         assert attested.returncode == 0, attested.stderr[-2000:]
         assert attested_predicates(attested.stdout, digest) == [sbom]
+        # Its own provenance, about its own digest, naming its platform and its base.
+        statement = json.loads((checkout / "reports" / provenance.provenance_file(platform)).read_text())
+        assert statement["subject"][0]["digest"] == {"sha256": digest.removeprefix("sha256:")}
+        args = ("verify-attestation", "--type", "slsaprovenance1", f"{repo}@{digest}")
+        verified = cosign(docker, tools, *args, key=cosign_key.public)
+        assert verified.returncode == 0, verified.stderr[-2000:]
+        (predicate,) = attested_predicates(verified.stdout, digest, provenance.PREDICATE_TYPE)
+        assert predicate == statement["predicate"]
+        assert predicate["buildDefinition"]["externalParameters"]["platform"] == platform
+        assert predicate["buildDefinition"]["externalParameters"]["platforms"] == list(SUPPORTED)
+        base = predicate["buildDefinition"]["resolvedDependencies"][1]
+        name = labels["org.opencontainers.image.base.name"]
+        assert base["uri"] in (f"oci://{name.partition('@')[0]}", f"local:{name}")
+        assert facts["provenance_sha256"] == hashlib.sha256(provenance.render(predicate).encode()).hexdigest()
+    # The tag's index carries every platform's provenance too.
+    args = ("verify-attestation", "--type", "slsaprovenance1", f"{repo}:2.0.0")
+    verified = cosign(docker, tools, *args, key=cosign_key.public)
+    assert verified.returncode == 0, verified.stderr[-2000:]
+    on_index = attested_predicates(verified.stdout, index_digest, provenance.PREDICATE_TYPE)
+    assert sorted(p["buildDefinition"]["externalParameters"]["platform"] for p in on_index) == sorted(SUPPORTED)
     # Verifying the tag as users do finds every platform's SBOM on the index.
     args = ("verify-attestation", "--type", "cyclonedx", f"{repo}:2.0.0")
     attested = cosign(docker, tools, *args, key=cosign_key.public)

@@ -6,8 +6,10 @@ import dataclasses
 import hashlib
 import json
 import os
+import shlex
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import pytest
 
 from ci.core.config import REPO_ROOT
 from ci.core.errors import SigningError, StageFailure
-from ci.core.labels import REQUIRED_OCI_KEYS
+from ci.core.labels import BASE_DIGEST, BASE_LOCAL_ID, REQUIRED_OCI_KEYS
 from ci.core.report import Report
 from ci.core.versions import TOOLS, locked_dar_backup_version, tool_version
 from ci.engines.docker import DockerEngine
@@ -24,7 +26,7 @@ from ci.engines.seam import BuildSpec, Image
 from ci.image.sbom import sbom_file
 from ci.oci.registry import Registry
 from ci.pipeline import pipeline
-from ci.release import history
+from ci.release import history, provenance, signing
 from ci.release.plan import preflight
 from ci.release.signing import Cosign, attested_predicates, signing_identity
 from tests.support.docker import Docker, KeyPair
@@ -301,6 +303,102 @@ def test_a_user_verifies_the_release_with_its_public_key_only(
     assert attested_predicates(attested.stdout, digest) == [written]
 
 
+def git(checkout: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(checkout), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def test_a_user_verifies_the_provenance_and_it_names_what_the_run_used(
+    docker: Docker, image, tools: Image, registry: LocalRegistry, checkout: Path, signing_key: KeyPair, other_key
+):
+    done = release(checkout, "--image-version", "1.4.1", "--repo", f"{registry.address}/{NAME}")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    ref = f"{registry.address}/{NAME}:1.4.1"
+    args = ("verify-attestation", "--type", "slsaprovenance1", ref)
+    verified = cosign(docker, tools, *args, key=signing_key.public)
+    assert verified.returncode == 0, verified.stderr[-2000:]
+    assert cosign(docker, tools, *args, key=other_key.public).returncode != 0
+    (entry,) = history.read(checkout / "doc/build-history.json")
+    digest = entry["digest"]
+    (attested,) = attested_predicates(verified.stdout, digest, provenance.PREDICATE_TYPE)
+    # What the user verified is the statement the release wrote, about the released digest.
+    statement = json.loads((checkout / "reports" / provenance.provenance_file(HOST)).read_text())
+    assert statement["predicate"] == attested and statement["predicateType"] == provenance.PREDICATE_TYPE
+    assert statement["subject"] == [{"name": f"{registry.address}/{NAME}", "digest": {"sha256": digest[7:]}}]
+    assert entry["signing"]["attested"] == [signing.CYCLONEDX_PREDICATE, provenance.PREDICATE_TYPE]
+    assert (
+        entry["platforms"][HOST]["provenance_sha256"]
+        == hashlib.sha256(provenance.render(attested).encode()).hexdigest()
+    )
+    # Every field is what the run used: the labels, the checkout, the engine, the files, the report.
+    labels = registry.skopeo("inspect", "--config", f"docker://{ref}")["config"]["Labels"]
+    revision = git(checkout, "rev-parse", "HEAD")
+    run = json.loads((checkout / "reports/release.json").read_text())["run"]
+    definition, details = attested["buildDefinition"], attested["runDetails"]
+    assert definition["buildType"] == provenance.BUILD_TYPE
+    assert definition["externalParameters"] == {
+        "source": labels["org.opencontainers.image.source"],
+        "ref": git(checkout, "symbolic-ref", "HEAD"),
+        "revision": revision,
+        "version": "1.4.1",
+        "platforms": [HOST],
+        "platform": HOST,
+        "darBackupVersion": labels["org.dar-backup.version"],
+    }
+    engine_version = docker.ok("version", "--format", "{{.Server.Version}}").strip()
+    assert definition["internalParameters"] == {"engine": "docker", "engineVersion": engine_version}
+    source, base, *files = definition["resolvedDependencies"]
+    assert source["digest"] == {"gitCommit": revision}
+    base_name, base_digest = labels["org.opencontainers.image.base.name"], labels.get(BASE_DIGEST)
+    if base_digest:
+        uri = f"oci://{base_name.partition('@')[0]}"
+        assert base == {"name": "base image", "uri": uri, "digest": {"sha256": base_digest[7:]}}
+    else:  # bootstrapped here: no registry serves it, named as local by its image id
+        assert base == {
+            "name": "base image",
+            "uri": f"local:{base_name}",
+            "digest": {"sha256": labels[BASE_LOCAL_ID][7:]},
+        }
+    assert {f["name"]: f["digest"]["sha256"] for f in files} == {
+        path: hashlib.sha256((checkout / path).read_bytes()).hexdigest() for path in provenance.BUILD_FILES
+    }
+    assert details["builder"] == {"id": "urn:dar-backup-image:local-builder:docker"}
+    assert details["metadata"]["invocationId"] == run["run_id"]
+    assert details["metadata"]["startedOn"] <= details["metadata"]["finishedOn"] <= entry_time(checkout)
+    # No secret in what anyone can read: the statement and the attestation cosign serves.
+    key_body = "".join(signing_key.private.read_text().splitlines()[1:-1])
+    for secret in (signing_key.password, key_body, key_body[:40]):
+        assert secret not in json.dumps(statement) and secret not in verified.stdout
+
+
+def entry_time(checkout: Path) -> str:
+    """When the release's reports were last written: after the provenance was made."""
+    seconds = (checkout / "reports/release.json").stat().st_mtime
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds + 1))
+
+
+class ProvenanceChangedAfterWriting(DockerEngine):
+    """The provenance predicate reaches cosign changed: another revision than the one written."""
+
+    async def run(self, image, argv, **options):
+        if argv[:4] == ["cosign", "attest", "--yes", "--type"] and argv[4] == provenance.PREDICATE_TYPE:
+            files = dict(options["files"])
+            path = signing.PROVENANCE_PATH
+            document = json.loads(files[path])
+            document["buildDefinition"]["externalParameters"]["revision"] = "0" * 40
+            options = {**options, "files": {**files, path: json.dumps(document)}}
+        return await super().run(image, argv, **options)
+
+
+def test_a_provenance_changed_after_writing_withdraws_the_candidate(image, registry: LocalRegistry, checkout: Path):
+    before = history_bytes(checkout)
+    message = release_in_process(ProvenanceChangedAfterWriting, registry, checkout, "1.8.0")
+    ref = f"{registry.address}/{NAME}:1.8.0"
+    assert message.startswith(f"signature verification of {ref} failed (removed {ref}): the slsaprovenance1 ")
+    assert registry.tags(NAME) == [] and history_bytes(checkout) == before
+
+
 def test_verify_refuses_a_tag_pointed_at_other_content(
     docker: Docker, image, tools: Image, registry: LocalRegistry, checkout: Path, signing_key: KeyPair
 ):
@@ -392,7 +490,9 @@ def test_refresh_without_a_previous_release_has_nothing_to_do(registry: LocalReg
     assert registry.tags(NAME) == [] and not (checkout / "reports").exists()
 
 
-def test_a_second_release_proves_the_first_releases_archives_restore(image, registry: LocalRegistry, checkout: Path):
+def test_a_second_release_proves_the_first_releases_archives_restore(
+    docker: Docker, image, tools: Image, registry: LocalRegistry, checkout: Path, signing_key: KeyPair
+):
     repo = f"{registry.address}/{NAME}"
     done = release(checkout, "--image-version", "1.0.0", "--repo", repo)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
@@ -400,6 +500,11 @@ def test_a_second_release_proves_the_first_releases_archives_restore(image, regi
     assert [(s["name"], s["status"], s["message"]) for s in first["steps"] if s["stage"] == "upgrade"] == [
         ("archives of the previous release restore with the candidate", "skipped", "skipped: no previous release")
     ]
+    first_notes = (checkout / "reports/release-notes.md").read_text()
+    assert (
+        first_notes.startswith("# dar-backup image 1.0.0\n") and "- First release in the build history" in first_notes
+    )
+    assert "## Upgrade check\n\nskipped: no previous release\n" in first_notes
     commit_history(checkout, "1.0.0")
     previous = history.read(checkout / "doc/build-history.json")[0]["image_ref"]
     done = release(checkout, "--image-version", "1.1.0", "--repo", repo)
@@ -415,6 +520,28 @@ def test_a_second_release_proves_the_first_releases_archives_restore(image, regi
         assert f"{level}: the candidate's PITR from 1.0.0's catalog" in names
     assert "rollback: 1.0.0 restores the candidate's FULL" in names
     assert any(n.startswith(f"upgrade from 1.0.0 ({previous}): previous: dar-backup ") for n in report["notes"])
+    # The second release's notes: the first as previous, from the history, and commands that work.
+    first_entry, second = history.read(checkout / "doc/build-history.json")
+    text = (checkout / "reports/release-notes.md").read_text()
+    assert f"- Previous release: 1.0.0 (`{first_entry['image_ref']}`)" in text
+    assert f"- Image: `{second['image_ref']}`" in text and f"| {HOST} | `{second['digest']}` |" in text
+    for tool, key in (("dar-backup", "dar_backup_version"), ("dar", "dar_version"), ("par2", "par2_version")):
+        assert f"- {tool} {second[key]} (unchanged)" in text
+    # The same base and packages as 1.0.0: refresh's comparison finds nothing.
+    assert "No change since 1.0.0." in text
+    gating = [s for s in upgrade if not s["name"].startswith("rollback: ")]
+    assert f"## Upgrade check\n\npassed: {len(gating)}/{len(gating)} checks, 1.0.0's archives" in text
+    commands = text.split("```sh\n", 1)[1].split("\n```", 1)[0].splitlines()
+    assert len(commands) == 3 and all(second["image_ref"] in c for c in commands)
+    # A user runs them as written, beside the public key they were given.
+    for command in commands:
+        argv = shlex.split(command)
+        assert argv[0] == "cosign"
+        ran = docker(
+            "run", "--rm", "--network", "host", "-v", f"{signing_key.public}:/user/cosign.pub:ro", "-w", "/user",
+            tools.ref, *argv[1:],
+        )  # fmt: skip
+        assert ran.returncode == 0, command + "\n" + ran.stderr[-2000:]
 
 
 class DarRefusesOldArchives(DockerEngine):
@@ -491,3 +618,33 @@ def test_registry_gone_mid_attest_moves_no_tag_and_writes_no_history(image, regi
     # The candidate and its signature stay for a human to remove; nothing floats, nothing is recorded.
     assert [t for t in registry.tags(NAME) if not t.startswith("sha256-")] == ["1.7.0"]
     assert history_bytes(checkout) == before
+
+
+def test_cosign_signs_a_provenance_given_by_type_uri_as_written_and_rewrites_it_as_slsaprovenance1(
+    docker: Docker, tools: Image, registry: LocalRegistry, cosign_key: KeyPair, tmp_path: Path
+):
+    """Why signing.PROVENANCE attests by URI: the rule, shown on the tools image's own cosign."""
+    predicate = {
+        "buildDefinition": {"buildType": provenance.BUILD_TYPE, "externalParameters": {"revision": "abc"}},
+        "runDetails": {"builder": {"id": "urn:x"}, "metadata": {"invocationId": "run-1"}},
+    }
+    (tmp_path / "predicate.json").write_text(json.dumps(predicate))
+    keys = cosign_key.private.parent
+    found = {}
+    # One repository each: cosign keeps every attestation of a digest together.
+    for tag, kind in (("by-uri", provenance.PREDICATE_TYPE), ("by-name", "slsaprovenance1")):
+        repo = f"{registry.address}/{NAME}-{tag}"
+        registry.push_tiny_image(f"{NAME}-{tag}", ["1"])
+        digest = registry.skopeo("inspect", f"docker://{repo}:1")["Digest"]
+        docker.ok(
+            "run", "--rm", "--network", "host", "-e", f"COSIGN_PASSWORD={cosign_key.password}",
+            "-v", f"{keys}:/keys:ro", "-v", f"{tmp_path}:/in:ro", tools.ref,
+            "attest", "--yes", "--type", kind, "--predicate", "/in/predicate.json", "--key", "/keys/cosign.key",
+            "--tlog-upload=false", "--allow-insecure-registry", f"{repo}@{digest}",
+        )  # fmt: skip
+        args = ("verify-attestation", "--type", "slsaprovenance1", f"{repo}@{digest}")
+        verified = cosign(docker, tools, *args, key=cosign_key.public)
+        assert verified.returncode == 0, verified.stderr[-2000:]
+        (found[tag],) = attested_predicates(verified.stdout, digest, provenance.PREDICATE_TYPE)
+    assert found["by-uri"] == predicate
+    assert found["by-name"]["runDetails"]["metadata"] == {"invocationID": "run-1"}

@@ -23,6 +23,7 @@ AMD64 = {
     "signature_digest": "sha256:" + "e" * 64,
     "attestation": "r:sha256-" + "a" * 64 + ".att",
     "attestation_digest": "sha256:" + "f" * 64,
+    "provenance_sha256": "2" * 64,
 }
 HISTORY_ENTRY = {
     "build_number": 1,
@@ -40,9 +41,16 @@ HISTORY_ENTRY = {
         "signature_digest": "sha256:" + "e" * 64,
         "attestation": "r:sha256-" + "a" * 64 + ".att",
         "attestation_digest": "sha256:" + "f" * 64,
+        "attested": ["https://cyclonedx.org/bom", "https://slsa.dev/provenance/v1"],
     },
     "platforms": {"linux/amd64": AMD64},
     "notes": "",
+}
+# The same release as history format 3 recorded it, before provenance.
+FORMAT_3_ENTRY = {
+    **HISTORY_ENTRY,
+    "signing": {k: v for k, v in HISTORY_ENTRY["signing"].items() if k != "attested"},
+    "platforms": {"linux/amd64": {k: v for k, v in AMD64.items() if k != "provenance_sha256"}},
 }
 
 

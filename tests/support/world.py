@@ -15,10 +15,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ci.image.sbom import VENV_PYTHON
-from ci.release.signing import CYCLONEDX_PREDICATE, SBOM_PATH
+from ci.release.signing import PROVENANCE, SBOM
 from ci.stages.manifest import HASHES_MARKER, XATTRS_MARKER
 from ci.stages.scenario import ACL_REFUSAL, BEYOND_REPAIR, CORRUPT_SOURCE, DEFINITION, LEVELS, TIME_ZONE, local_date
-from tests.support.recording import Chain, calls
+from tests.support.recording import DAGGER_VERSION, Chain, calls
 from tests.support.samples import DAR_V_BOOKWORM, DISTS, DPKG, OS_RELEASE
 
 FILES = {"docs/a.txt": "a" * 64, "with space.txt": "b" * 64}
@@ -47,6 +47,9 @@ VERSIONS = {
     "dar-backup": "dar-backup 1.1.11\ndar-backup source code is here\n",
 }
 PUBLISHED_DIGEST = "sha256:" + "c" * 64
+ENGINE_VERSION = f"v{DAGGER_VERSION}"
+# What cosign's --type names (a known kind, or the predicate type URI itself).
+PREDICATE_TYPES = {SBOM.kind: SBOM.predicate_type, PROVENANCE.kind: PROVENANCE.predicate_type}
 PUBLIC_KEY = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----\n"
 
 
@@ -65,13 +68,16 @@ class World:
     manifest: str = MANIFEST
     distributions: str = DISTS
     dar_v: str = DAR_V_BOOKWORM
-    attested: dict[str, str] = field(default_factory=dict)
+    # (digest, predicateType) → the predicate files cosign attest read.
+    attested: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     published: list[tuple[Chain, dict[str, Any]]] = field(default_factory=list)
 
     def answer(self, chain: Chain, name: str, args: dict[str, Any]) -> Any:
         if name == "label":
             values = [a["value"] for a in calls(chain, "withLabel") if a["name"] == args["name"]]
             return values[-1] if values else None
+        if name == "version":
+            return ENGINE_VERSION
         if name == "publish":
             self.published.append((chain, args))
             return f"{args['address']}@{PUBLISHED_DIGEST}"
@@ -90,17 +96,23 @@ class World:
         digest = args[-1].rpartition("@")[2]
         if args[0] == "public-key":
             return 0, PUBLIC_KEY
+        kind = args[args.index("--type") + 1] if "--type" in args else ""
         if args[0] == "attest":
-            self.attested[digest] = files[SBOM_PATH]
+            predicate_type = PREDICATE_TYPES.get(kind, kind)
+            self.attested.setdefault((digest, predicate_type), []).append(files[args[args.index("--predicate") + 1]])
         if args[0] == "verify":
             return 0, json.dumps([{"critical": {"image": {"docker-manifest-digest": digest}}}])
         if args[0] == "verify-attestation":
-            statement = {
-                "predicateType": CYCLONEDX_PREDICATE,
-                "subject": [{"digest": {"sha256": digest.removeprefix("sha256:")}}],
-                "predicate": json.loads(self.attested[digest]),
-            }
-            return 0, json.dumps({"payload": base64.b64encode(json.dumps(statement).encode()).decode()}) + "\n"
+            predicate_type = PREDICATE_TYPES[kind]
+            lines = []
+            for text in self.attested.get((digest, predicate_type), []):
+                statement = {
+                    "predicateType": predicate_type,
+                    "subject": [{"digest": {"sha256": digest.removeprefix("sha256:")}}],
+                    "predicate": json.loads(text),
+                }
+                lines.append(json.dumps({"payload": base64.b64encode(json.dumps(statement).encode()).decode()}))
+            return 0, "".join(line + "\n" for line in lines)
         return 0, ""
 
     def archive(self, level: str) -> str:

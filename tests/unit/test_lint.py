@@ -18,6 +18,7 @@ SHELL_SCRIPTS = [
     "scripts/run-backup.sh",
     "scripts/dev",
     "scripts/commit-history",
+    "scripts/github-release",
     ".ci/run",
 ]
 

@@ -9,15 +9,20 @@ import pytest
 from ci.core.errors import SigningError, UsageError
 from ci.release.signing import (
     KEY_PATH,
+    PROVENANCE,
+    PROVENANCE_PATH,
     PUBLIC_KEY_PATH,
+    attest_args,
     attested_predicates,
     identity_record,
     key_fingerprint,
+    same_documents,
     sign_args,
     signature_tags,
     signing_identity,
     verified_digests,
     verify_args,
+    verify_attestation_args,
 )
 
 DIGEST = "sha256:" + "ab" * 32
@@ -103,3 +108,32 @@ def test_attested_predicates_are_those_for_this_digest_and_kind():
     assert attested_predicates("\n".join(lines) + "\n", DIGEST) == [bom]
     with pytest.raises(SigningError, match="unreadable statement"):
         attested_predicates(json.dumps({"payload": "not base64 json"}), DIGEST)
+
+
+@pytest.mark.parametrize("env", [GITHUB, {}])
+def test_provenance_is_attested_and_verified_with_the_same_identity_as_the_sbom(env, tmp_path):
+    key = tmp_path / "cosign.key"
+    key.write_text("k")
+    identity = signing_identity(env or {"DAR_BACKUP_COSIGN_KEY_FILE": str(key)})
+    sbom, slsa = attest_args(identity, "r@x", False), attest_args(identity, "r@x", False, PROVENANCE)
+    # By its predicate type URI, so cosign signs the predicate as written (see signing.PROVENANCE).
+    assert slsa[:6] == ["attest", "--yes", "--type", "https://slsa.dev/provenance/v1", "--predicate", PROVENANCE_PATH]
+    # Everything but the kind and the file is the SBOM's: the same signer, the same flags.
+    assert slsa[6:] == sbom[6:]
+    verify_sbom = verify_attestation_args(identity, "r:1", False)
+    verify_slsa = verify_attestation_args(identity, "r:1", False, PROVENANCE)
+    assert verify_slsa[:3] == ["verify-attestation", "--type", "slsaprovenance1"] and verify_slsa[3:] == verify_sbom[3:]
+
+
+def test_attested_provenance_is_read_by_its_own_predicate_type():
+    predicate = {"buildDefinition": {}, "runDetails": {}}
+    lines = [envelope(DIGEST, {"bomFormat": "CycloneDX"}), envelope(DIGEST, predicate, PROVENANCE.predicate_type)]
+    assert attested_predicates("\n".join(lines), DIGEST, PROVENANCE.predicate_type) == [predicate]
+
+
+def test_exactly_the_written_documents_count_in_any_order():
+    a, b = {"a": 1, "n": [1, 2]}, {"b": 2}
+    assert same_documents([b, a], [a, b])
+    assert not same_documents([a], [a, b])
+    assert not same_documents([a, a], [a])
+    assert not same_documents([{"a": 1, "n": [2, 1]}], [a])

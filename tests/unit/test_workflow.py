@@ -19,7 +19,9 @@ DAGGER_ACTION = "dagger/dagger-for-github@"
 # The README's commands (scripts/dev's verbs; the release job's history commit), optionally as
 # root with the runner's PATH and variables for the command.
 AS_ROOT = r'(?:sudo env "PATH=\$PATH"(?: [A-Z_]+=\S+)* )?'
-COMMAND = re.compile(AS_ROOT + r"(?:scripts/dev (?:checks|test|pipeline)|scripts/commit-history)(?: [^;&|`$<>]*)?")
+COMMAND = re.compile(
+    AS_ROOT + r"(?:scripts/dev (?:checks|test|pipeline)|scripts/commit-history|scripts/github-release)(?: [^;&|`$<>]*)?"
+)
 # What `dagger run` may run: the pipeline, set up by scripts/dev or already installed.
 DAGGER_ARGS = re.compile(r"(?:scripts/dev pipeline|python ci/main\.py)(?: [^;&|`$<>]*)?")
 # Tool set-up an action cannot do: the engine's schema for the contract tests.
