@@ -158,4 +158,24 @@ def test_a_refresh_that_released_nothing_commits_nothing(origin: Path, tmp_path:
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout == f"commit-history: {HISTORY} has no change: nothing was released, nothing to commit\n"
     assert git(origin, "rev-parse", "main") == before
-    assert run(work, "1.0.0").stderr == "commit-history: usage: scripts/commit-history [--if-changed]\n"
+    assert run(work, "1.0.0").stderr == "commit-history: usage: scripts/commit-history [--if-changed] [--tag]\n"
+
+
+def test_a_refresh_release_tags_its_history_commit_in_the_same_push(origin: Path, tmp_path: Path):
+    """A refresh's release starts from no git tag: the commit recording it becomes vX.Y.Z."""
+    work = release_checkout(origin, tmp_path / "work")
+    write_history(work, ["1.0.0", "1.0.1"])
+    done = run(work, "--if-changed", "--tag")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == 'commit-history: pushed "Build history: 1.0.1" to main, tagged v1.0.1\n'
+    assert git(origin, "rev-parse", "v1.0.1^{commit}") == git(origin, "rev-parse", "main")
+    assert git(origin, "log", "-1", "--format=%s", "v1.0.1") == "Build history: 1.0.1\n"
+
+
+def test_an_existing_tag_is_never_moved_and_nothing_is_pushed(origin: Path, tmp_path: Path):
+    work = release_checkout(origin, tmp_path / "work")
+    before = git(origin, "rev-parse", "main", "v1.0.0^{commit}")
+    done = run(work, "--tag")
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == "commit-history: tag v1.0.0 exists on origin already; not moving it\n"
+    assert git(origin, "rev-parse", "main", "v1.0.0^{commit}") == before
