@@ -2,6 +2,9 @@
 
 Every step is an engine `run` against this run's volumes; containers print manifests and
 listings, and every judgement is a pure function (ci.manifest, ci.listing) over what they print.
+Every backup and restore is a container of its own, started as users start the image; what only
+looks (snapshots, listings, hashes, corruptions, dar -t, par2) is batched, a container a step, as
+container starts are most of the story's time. Each proof is still its own step in the report.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from zoneinfo import ZoneInfo
 from ci.core.errors import StageFailure
 from ci.core.platforms import slug
 from ci.core.report import Report
+from ci.engines.batch import Batch
 from ci.engines.seam import Engine, Image, Mount, RunResult, Volume
 from ci.stages import dataset, listing
 from ci.stages.manifest import (
@@ -41,6 +45,12 @@ PATHS = {"data": "/data", "backups": "/backups", "backup.d": "/backup.d", "resto
 DATASET_SOURCE = inspect.getsource(dataset)
 # What dar-backup 1.1.11 says when it will not restore over a directory with an extended POSIX ACL.
 ACL_REFUSAL = "has an extended POSIX ACL, so exclusive control cannot be established"
+# Inside a batch, dar-backup's own commands go through the image's entrypoint as well (its checks
+# of the config and the definitions), already running as the user.
+ENTRYPOINT = "docker-entrypoint.sh"
+# Run as root without the entrypoint: the user's own directories and their backup definition.
+# `bash -c SET_UP set-up OWNER TEXT NAME DIR...`
+SET_UP = 'printf "%s" "$2" > "/backup.d/$3" && chown "$1" "/backup.d/$3" "${@:4}"'
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,44 @@ def local_date(zone: str, at: dt.datetime) -> str:
     return at.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d")
 
 
+def manifest_argv(directory: str) -> list[str]:
+    return ["sh", "-c", MANIFEST_SCRIPT, "sh", directory]
+
+
+def sha256_argv(path: str) -> list[str]:
+    return ["sha256sum", path]
+
+
+def sha256_of(result: RunResult, path: str) -> str:
+    return fail_unless(result, f"sha256sum {path}").stdout.split()[0]
+
+
+def manifest_of(result: RunResult, directory: str) -> Manifest:
+    return parse(fail_unless(result, f"manifest of {directory}").stdout)
+
+
+def slice_path(archive: str, shape: Damage) -> str:
+    return f"/backups/{archive}.{shape.slice}.dar"
+
+
+def repair_argv(path: str) -> list[str]:
+    return ["par2", "repair", "-q", f"{path}.par2"]
+
+
+def corrupt_argvs(path: str, shape: Damage) -> list[list[str]]:
+    """The slice's hash, its damage as `shape` says with the image's own python3, its hash again."""
+    return [sha256_argv(path), ["python3", "-c", CORRUPT_SOURCE, path, *shape.spans], sha256_argv(path)]
+
+
+def corrupted(path: str, shape: Damage, before: RunResult, corrupting: RunResult, after: RunResult) -> str:
+    """The sha256 of `path` before the damage `corrupt_argvs` made; a damage that changed nothing fails."""
+    original = sha256_of(before, path)
+    fail_unless(corrupting, f"corrupting {path}")
+    if sha256_of(after, path) == original:
+        raise StageFailure(f"corrupting {path} ({shape.name}) changed nothing")
+    return original
+
+
 def slices_of(archive: str, names: Sequence[str]) -> list[str]:
     pattern = re.compile(re.escape(archive) + r"\.(\d+)\.dar")
     return sorted((n for n in names if pattern.fullmatch(n)), key=lambda n: int(n.rsplit(".", 2)[1]))
@@ -138,6 +186,9 @@ class Scenario:
     stage: str = STAGE
     # Keeps the volumes of a second story in the same run (the upgrade check) apart.
     volume_prefix: str = ""
+    # The archives each restore target holds: a level's chain restore lays only its own archive
+    # over the tree the level before restored, as a user restoring a chain does.
+    restored: dict[str, list[str]] = field(default_factory=dict)
 
     async def user(self, argv: Sequence[str], *, as_root: bool = False) -> RunResult:
         """Run as a user runs the image: started as root, dropped to RUN_AS_UID by the entrypoint.
@@ -148,11 +199,13 @@ class Scenario:
         env = {"TZ": TIME_ZONE, **({"RUN_AS_UID": "0"} if as_root else {})}
         return await self.engine.run(self.image, argv, mounts=mounts, env=env, use_entrypoint=True)
 
+    async def batch(self, commands: Sequence[Sequence[str]], *, as_root: bool = False) -> list[RunResult]:
+        """Helper commands in one container started as `user` starts one; a result each."""
+        batch = Batch.of(commands)
+        return batch.results(await self.user(batch.argv, as_root=as_root))
+
     async def manifest(self, directory: str, *, as_root: bool = False) -> Manifest:
-        printed = fail_unless(
-            await self.user(["sh", "-c", MANIFEST_SCRIPT, "sh", directory], as_root=as_root), f"manifest of {directory}"
-        )
-        return parse(printed.stdout)
+        return manifest_of(await self.user(manifest_argv(directory), as_root=as_root), directory)
 
     async def run(self) -> None:
         with self.report.step(self.stage, "volumes and backup definition"):
@@ -170,14 +223,16 @@ class Scenario:
             self.volumes[role] = await self.engine.volume(self.volume_prefix + role)
         # Fresh volumes belong to root; a user's own directories belong to the user.
         mounts = [Mount(v, PATHS[r]) for r, v in self.volumes.items()]
-        fail_unless(await self.engine.run(self.image, ["chown", RUN_AS, *PATHS.values()], mounts=mounts), "chown")
-        script = 'printf "%s" "$1" > "/backup.d/$2"'
-        fail_unless(await self.user(["sh", "-c", script, "sh", DEFINITION_TEXT, DEFINITION]), "writing the definition")
+        argv = ["bash", "-c", SET_UP, "set-up", RUN_AS, DEFINITION_TEXT, DEFINITION, *PATHS.values()]
+        fail_unless(await self.engine.run(self.image, argv, mounts=mounts), "volumes and the backup definition")
 
     async def change_data(self, level: Level) -> Manifest:
         """Make the level's changes to /data with the image's own python3; the snapshot after them."""
-        fail_unless(await self.user(["python3", "-c", DATASET_SOURCE, level.prepare, "/data"]), "data set")
-        self.snapshots[level.name] = await self.manifest("/data")
+        changed, snapshot = await self.batch(
+            [["python3", "-c", DATASET_SOURCE, level.prepare, "/data"], manifest_argv("/data")]
+        )
+        fail_unless(changed, "data set")
+        self.snapshots[level.name] = manifest_of(snapshot, "/data")
         await self.after_snapshot(level)
         return self.snapshots[level.name]
 
@@ -196,18 +251,27 @@ class Scenario:
         with self.report.step(self.stage, f"{level.name}: dar-backup {level.flag} exits 0 in {TIME_ZONE}"):
             dates = await self.back_up(level)
         with self.report.step(self.stage, f"{level.name}: archive named in local time, one par2 set per slice"):
-            archive = await self.archive_of(level, dates)
+            # One container: the backups, dar-backup --list, and --list-contents of each archive
+            # the level may have made (two only when the backup ran across midnight).
+            candidates = sorted(level.archive(date) for date in dates)
+            names, listed, *contents = await self.batch(
+                [
+                    ["ls", "-1", "/backups"],
+                    [ENTRYPOINT, "--list", "-d", DEFINITION],
+                    *([ENTRYPOINT, "--list-contents", candidate] for candidate in candidates),
+                ]
+            )
+            archive = self.find_archive(level, dates, fail_unless(names, "ls /backups").stdout.splitlines())
         with self.report.step(self.stage, f"{level.name}: --list and --list-contents show the changes"):
-            listed = fail_unless(await self.user(["--list", "-d", DEFINITION]), "dar-backup --list").stdout
-            if archive not in listed:
+            if archive not in fail_unless(listed, "dar-backup --list").stdout:
                 raise StageFailure(f"dar-backup --list does not show {archive}")
-            contents = fail_unless(await self.user(["--list-contents", archive]), "--list-contents").stdout
-            fail_on(listing.unshown_changes(contents, previous, expected, prefix="data/"), f"--list-contents {archive}")
+            shown = fail_unless(contents[candidates.index(archive)], "--list-contents").stdout
+            fail_on(listing.unshown_changes(shown, previous, expected, prefix="data/"), f"--list-contents {archive}")
         chain = [self.archives[lv.name] for lv in LEVELS[: LEVELS.index(level) + 1]]
         with self.report.step(
             self.stage, f"{level.name}: restore {' + '.join(lv.name for lv in LEVELS[: len(chain)])}"
         ):
-            restored = await self.restore_chain(level.name, chain)
+            restored = await self.restore_chain("chain", chain)
             prove_restored(expected, restored, f"restore of {level.name}")
         with self.report.step(self.stage, f"{level.name}: point-in-time restore (manager --when)"):
             earlier = [self.snapshots[lv.name] for lv in LEVELS[: LEVELS.index(level)]]
@@ -236,16 +300,20 @@ class Scenario:
     async def restore_chain(self, label: str, chain: Sequence[str]) -> Manifest:
         """Restore FULL, then each later archive over it; the restored tree's manifest.
 
-        dar-backup refuses to restore over a directory with an extended POSIX ACL (its overwrite
-        preflight cannot establish exclusive control) unless root passes --force-unsafe-restore-target.
-        The data set has one, so each overlay proves the non-root refusal, then runs as root; what
-        root restored belongs to root (mode 600 files included), so root reads the tree back.
+        A label's target keeps what was restored into it: `chain` starts with the archives it
+        holds, and only the rest are restored. dar-backup refuses to restore over a directory with
+        an extended POSIX ACL (its overwrite preflight cannot establish exclusive control) unless
+        root passes --force-unsafe-restore-target. The data set has one, so each overlay proves
+        the non-root refusal, then runs as root; what root restored belongs to root (mode 600
+        files included), so root reads the tree back.
         """
         target = f"/scratch/restore-{label}"
-        for position, archive in enumerate(chain):
+        held = self.restored.setdefault(label, [])
+        for position, archive in enumerate(chain[len(held) :], start=len(held)):
             argv = ["-r", archive, "--restore-dir", target, "--log-stdout"]
             if not position:
                 fail_unless(await self.user(argv), f"dar-backup -r {archive}")
+                held.append(archive)
                 continue
             overwrite = [*argv, "--overwrite-restore-target"]
             refused = await self.user(overwrite)
@@ -256,48 +324,67 @@ class Scenario:
                 )
             forced = await self.user([*overwrite, "--force-unsafe-restore-target"], as_root=True)
             fail_unless(forced, f"dar-backup -r {archive} --force-unsafe-restore-target as root")
+            held.append(archive)
         return await self.manifest(f"{target}/data", as_root=len(chain) > 1)
 
     async def prove_point_in_time(
         self, level: Level, previous: Manifest, expected: Manifest, earlier: Sequence[Manifest]
     ) -> None:
         """`manager --when` restores the level's tree; `earlier` are the snapshots of the levels before it."""
-        when = fail_unless(await self.user(["date", "+%Y-%m-%d %H:%M:%S"]), "date").stdout.strip()
+        # Now, after the level's backup, in the story's zone, to the second as `date` prints it.
+        when = dt.datetime.now(ZoneInfo(TIME_ZONE)).strftime("%Y-%m-%d %H:%M:%S")
         target = f"/scratch/pitr-{level.name}"
         pitr = ["manager", "--backup-def", DEFINITION, "--when", when, "--log-stdout"]
         fail_unless(await self.user([*pitr, "--restore-path", "data", "--target", target]), f"PITR at {when}")
+        gone = sorted(changed_paths(previous, expected)[1])[:1]
+        listed, *reports = await self.batch(
+            [
+                manifest_argv(f"{target}/data"),
+                *(
+                    [*pitr, "--restore-path", f"data/{path}", "--target", f"{target}-gone", "--pitr-report"]
+                    for path in gone
+                ),
+            ]
+        )
         # Held to what dar-backup 1.1.11 does (removed xattrs return): were that fixed, this fails and says so.
         restores = as_point_in_time_restores(expected, earlier)
-        fail_on(compare(restores, await self.manifest(f"{target}/data")), f"point-in-time restore at {when}")
+        fail_on(compare(restores, manifest_of(listed, f"{target}/data")), f"point-in-time restore at {when}")
         for path in sorted(p for p in restores if restores[p] != expected[p]):
             self.report.notes.append(
                 f"{level.name}: manager --when brought back xattrs removed earlier on {path!r} (known limitation)"
             )
-        for path in sorted(changed_paths(previous, expected)[1])[:1]:
-            report = await self.user(
-                [*pitr, "--restore-path", f"data/{path}", "--target", f"{target}-gone", "--pitr-report"]
-            )
+        for path, report in zip(gone, reports, strict=True):
             if report.ok or "removed" not in report.stdout + report.stderr:
                 raise StageFailure(
                     f"PITR at {when} does not report deleted {path!r} as removed (exit {report.exit_code})"
                 )
 
     async def prove_bitrot_repair(self) -> None:
-        """Each repairable shape of damage: dar -t fails, par2 repairs the exact bytes; then one restore."""
+        """Each repairable shape of damage: dar -t fails, par2 repairs the exact bytes; then one restore.
+
+        One container damages, tests and repairs the shapes in turn, and tests the archive after
+        the last repair; each shape's proofs are then judged as steps of their own.
+        """
         full = self.archives["FULL"]
+        test = ["dar", "-t", f"/backups/{full}", "-Q"]
+        commands: list[list[str]] = []
         for shape in BITROT_SHAPES:
-            slice_path = f"/backups/{full}.{shape.slice}.dar"
+            path = slice_path(full, shape)
+            commands += [*corrupt_argvs(path, shape), test, repair_argv(path), sha256_argv(path)]
+        with self.report.step(self.stage, "bitrot: each shape damaged, tested and repaired in turn"):
+            results = iter(await self.batch([*commands, test]))
+        for shape in BITROT_SHAPES:
+            path = slice_path(full, shape)
             with self.report.step(self.stage, f"bitrot, {shape.name}: corrupted slice fails dar -t"):
-                original = await self.corrupt(slice_path, shape)
-                tested = await self.user(["dar", "-t", f"/backups/{full}", "-Q"])
-                if tested.ok:
-                    raise StageFailure(f"dar -t passed on corrupted {slice_path} ({shape.name})")
+                original = corrupted(path, shape, next(results), next(results), next(results))
+                if next(results).ok:
+                    raise StageFailure(f"dar -t passed on corrupted {path} ({shape.name})")
             with self.report.step(self.stage, f"bitrot, {shape.name}: par2 repair restores the exact bytes"):
-                fail_unless(await self.user(["par2", "repair", "-q", f"{slice_path}.par2"]), "par2 repair")
-                if await self.sha256(slice_path) != original:
-                    raise StageFailure(f"par2 repair did not restore the original bytes of {slice_path} ({shape.name})")
+                fail_unless(next(results), "par2 repair")
+                if sha256_of(next(results), path) != original:
+                    raise StageFailure(f"par2 repair did not restore the original bytes of {path} ({shape.name})")
         with self.report.step(self.stage, "bitrot: after the repairs dar -t passes and the restore equals FULL"):
-            fail_unless(await self.user(["dar", "-t", f"/backups/{full}", "-Q"]), "dar -t after repair")
+            fail_unless(next(results), "dar -t after repair")
             snapshot, restored = self.snapshots["FULL"], await self.restore_chain("repaired", [full])
             prove_restored(snapshot, restored, "restore after repair")
         await self.prove_beyond_repair(full)
@@ -307,41 +394,32 @@ class Scenario:
 
         Last in the story: it leaves the FULL archive unrecoverable.
         """
-        slice_path = f"/backups/{full}.{BEYOND_REPAIR.slice}.dar"
+        path = slice_path(full, BEYOND_REPAIR)
         with self.report.step(
             self.stage, "bitrot beyond repair: par2 repair fails, the slice is unrecoverable"
         ) as step:
-            original = await self.corrupt(slice_path, BEYOND_REPAIR)
-            repair = await self.user(["par2", "repair", "-q", f"{slice_path}.par2"])
+            *corrupting, repair, repaired = await self.batch(
+                [*corrupt_argvs(path, BEYOND_REPAIR), repair_argv(path), sha256_argv(path)]
+            )
+            original = corrupted(path, BEYOND_REPAIR, *corrupting)
             if repair.ok:
                 raise StageFailure(
-                    f"par2 repair exited 0 on {slice_path}, damaged beyond its {PAR2_REDUNDANCY_PERCENT} % redundancy"
+                    f"par2 repair exited 0 on {path}, damaged beyond its {PAR2_REDUNDANCY_PERCENT} % redundancy"
                 )
-            if await self.sha256(slice_path) == original:
-                raise StageFailure(f"par2 repair exited {repair.exit_code} but {slice_path} has its original bytes")
-            step.message = f"{slice_path} unrecoverable: par2 repair exited {repair.exit_code}"
+            if sha256_of(repaired, path) == original:
+                raise StageFailure(f"par2 repair exited {repair.exit_code} but {path} has its original bytes")
+            step.message = f"{path} unrecoverable: par2 repair exited {repair.exit_code}"
         with self.report.step(self.stage, "bitrot beyond repair: a restore of what remains is not equal") as step:
             target = "/scratch/restore-unrecoverable"
             restore = await self.user(["-r", full, "--restore-dir", target, "--log-stdout"])
-            listed = await self.user(["sh", "-c", MANIFEST_SCRIPT, "sh", f"{target}/data"])
+            listed = await self.user(manifest_argv(f"{target}/data"))
             remains = parse(listed.stdout) if listed.ok else {}
             problems = compare(self.snapshots["FULL"], remains, may_be_missing=empty_dirs(self.snapshots["FULL"]))
             if not problems:
-                raise StageFailure(f"a restore from unrecoverable {slice_path} equals the FULL snapshot")
+                raise StageFailure(f"a restore from unrecoverable {path} equals the FULL snapshot")
             step.message = (
                 f"dar-backup -r exited {restore.exit_code}; {len(problems)} difference(s), first: {problems[0]}"
             )
-
-    async def corrupt(self, path: str, shape: Damage) -> str:
-        """Damage `path` as `shape` says; its sha256 before. A corruption that changes nothing fails."""
-        original = await self.sha256(path)
-        fail_unless(await self.user(["python3", "-c", CORRUPT_SOURCE, path, *shape.spans]), f"corrupting {path}")
-        if await self.sha256(path) == original:
-            raise StageFailure(f"corrupting {path} ({shape.name}) changed nothing")
-        return original
-
-    async def sha256(self, path: str) -> str:
-        return fail_unless(await self.user(["sha256sum", path]), f"sha256sum {path}").stdout.split()[0]
 
 
 async def test_image(engine: Engine, final_image: Image, report: Report) -> None:

@@ -123,7 +123,7 @@ class Upgrade:
             fail_unless(await new.user(["dar", "-t", f"/backups/{archive}", "-Q"]), f"the candidate's dar -t {archive}")
         chain = [old.archives[lv.name] for lv in LEVELS[: LEVELS.index(level) + 1]]
         with self.report.step(STAGE, f"{level.name}: the candidate restores {version}'s chain"):
-            restored = await new.restore_chain(f"upgrade-{level.name}", chain)
+            restored = await new.restore_chain("upgrade", chain)
             prove_restored(expected, restored, f"restore of {level.name}")
         with self.report.step(STAGE, f"{level.name}: the candidate's PITR from {version}'s catalog"):
             earlier = [old.snapshots[lv.name] for lv in LEVELS[: LEVELS.index(level)]]

@@ -93,6 +93,10 @@ def run_pipeline(
     return Recorded(session, config, report, cert)
 
 
+# Fewer execs than the whole story has (30: its helper steps batched) means it did not all run.
+STORY_EXECS = 25
+
+
 def test_the_installed_sdk_is_the_pinned_one():
     installed = importlib.metadata.version("dagger-io")
     assert installed == DAGGER_VERSION, (
@@ -193,10 +197,10 @@ def test_every_exec_busts_the_cache_and_scenario_execs_mount_the_run_volumes(sch
         values = [a["value"] for a in calls(chain, "withEnvVariable") if a["name"] == CACHE_BUSTER]
         assert len(values) == 1, chain
         busters.append(values[0])
-    assert len(set(busters)) == len(busters) > 40
+    assert len(set(busters)) == len(busters) > STORY_EXECS
     assert all(b.startswith(f"{run_id}-") for b in busters)
     scenario_execs = [c for c in recorded.execs() if calls(c, "withMountedCache")]
-    assert len(scenario_execs) > 40
+    assert len(scenario_execs) > STORY_EXECS
     for chain in scenario_execs:
         mounts = {a["path"]: recorded.session.expand(a["cache"]) for a in calls(chain, "withMountedCache")}
         assert mounts == {
@@ -445,7 +449,7 @@ def test_a_two_platform_release_on_dagger_publishes_one_index_of_both_tested_ima
     volumes = []
     for variant in variants:
         scenario = [c for c in recorded.execs() if c[: len(variant)] == variant and calls(c, "withMountedCache")]
-        assert len(scenario) > 40
+        assert len(scenario) > STORY_EXECS
         volumes.append(
             {str(recorded.session.expand(a["cache"])) for c in scenario for a in calls(c, "withMountedCache")}
         )

@@ -66,7 +66,11 @@ def test_report_has_every_level_and_check(two_runs):
         )
         assert f"{level}: point-in-time restore (manager --when)" in names
     assert "bitrot, fragmented: par2 repair restores the exact bytes" in names
-    assert all(step["seconds"] > 0 for step in two_runs[0][2]["steps"])
+    # Every step that starts a container takes time; a step judging what a batch printed may not.
+    judged = ("--list and --list-contents show the changes", "corrupted slice fails", "par2 repair restores")
+    steps = two_runs[0][2]["steps"]
+    assert all(step["seconds"] > 0 for step in steps if not any(what in step["name"] for what in judged))
+    assert all(step["seconds"] >= 0 for step in steps)
 
 
 # What a JUnit test case holds for each step status.
@@ -184,7 +188,7 @@ class LossyRestore(Scenario):
     """A restore that drops an xattr, loses an ACL and writes a sparse file's holes out."""
 
     async def manifest(self, directory: str, *, as_root: bool = False):
-        if directory == "/scratch/restore-FULL/data":
+        if self.restored.get("chain") == [self.archives["FULL"]]:  # the FULL restore, before DIFF's
             await self.user(["python3", "-c", LOSSY_RESTORE, directory])
         return await super().manifest(directory, as_root=as_root)
 

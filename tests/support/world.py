@@ -14,10 +14,20 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ci.engines import batch
 from ci.image.sbom import VENV_PYTHON
 from ci.release.signing import PROVENANCE, SBOM
 from ci.stages.manifest import HASHES_MARKER, XATTRS_MARKER
-from ci.stages.scenario import ACL_REFUSAL, BEYOND_REPAIR, CORRUPT_SOURCE, DEFINITION, LEVELS, TIME_ZONE, local_date
+from ci.stages.scenario import (
+    ACL_REFUSAL,
+    BEYOND_REPAIR,
+    CORRUPT_SOURCE,
+    DEFINITION,
+    ENTRYPOINT,
+    LEVELS,
+    TIME_ZONE,
+    local_date,
+)
 from tests.support.recording import DAGGER_VERSION, Chain, calls
 from tests.support.samples import DAR_V_BOOKWORM, DISTS, DPKG, OS_RELEASE
 
@@ -64,7 +74,7 @@ class World:
     par2_lies: str = ""
     # What dar does with such a slice: restores different bytes (False: a restore that looks whole).
     damaged_restore_differs: bool = True
-    results: dict[str, tuple[int, str]] = field(default_factory=dict)
+    results: dict[str, tuple[int, str, str]] = field(default_factory=dict)
     manifest: str = MANIFEST
     distributions: str = DISTS
     dar_v: str = DAR_V_BOOKWORM
@@ -86,10 +96,30 @@ class World:
         if repr(chain) not in self.results:
             files = {f["path"]: f["contents"] for f in calls(chain, "withNewFile")}
             self.results[repr(chain)] = (
-                self.cosign(argv[1:], files) if argv[0] == "cosign" else self.execute(argv, chain)
+                self.alone(argv, self.cosign(argv[1:], files)) if argv[0] == "cosign" else self.run(argv, chain)
             )
-        code, stdout = self.results[repr(chain)]
-        return {"exitCode": code, "stdout": stdout, "stderr": "" if code == 0 else f"{argv[0]} failed\n"}[name]
+        code, stdout, stderr = self.results[repr(chain)]
+        return {"exitCode": code, "stdout": stdout, "stderr": stderr}[name]
+
+    @staticmethod
+    def alone(argv: list[str], answer: tuple[int, str]) -> tuple[int, str, str]:
+        code, stdout = answer
+        return code, stdout, "" if code == 0 else f"{argv[0]} failed\n"
+
+    def run(self, argv: list[str], chain: Chain) -> tuple[int, str, str]:
+        """One command, or each of a batch's in turn as its bash script runs them."""
+        if argv[:3] != ["bash", "-c", batch.SCRIPT]:
+            return self.alone(argv, self.execute(argv, chain))
+        boundary, rest, out, err = argv[4], argv[5:], "", ""
+        index = 0
+        while rest:
+            count = int(rest[0])
+            command, rest = rest[1 : count + 1], rest[count + 1 :]
+            code, stdout, stderr = self.alone(command, self.execute(command, chain))
+            out += f"{stdout}\n{boundary} {index} {code}\n"
+            err += f"{stderr}\n{boundary} {index} {code}\n"
+            index += 1
+        return 0, out, err
 
     def cosign(self, args: list[str], files: dict[str, str]) -> tuple[int, str]:
         """cosign as it answers a key pair that signed: what was attested comes back verified."""
@@ -119,6 +149,8 @@ class World:
         return f"{DEFINITION}_{level}_{local_date(TIME_ZONE, dt.datetime.now(dt.UTC))}"
 
     def execute(self, argv: list[str], chain: Chain) -> tuple[int, str]:
+        if argv[0] == ENTRYPOINT:  # inside a batch, as the image's entrypoint runs it
+            argv = argv[1:]
         for key in (" ".join(argv[:2]), argv[0]):
             if key in self.exit_codes:
                 return self.exit_codes[key], ""
