@@ -29,6 +29,7 @@ from ci.core.files import write_atomically
 from ci.core.names import IMAGE_NAME
 from ci.core.platforms import architecture, slug
 from ci.core.report import Report
+from ci.engines.batch import Batch
 from ci.engines.seam import Engine, Image
 
 VENV_PYTHON = "/opt/dar-backup/bin/python"
@@ -105,17 +106,13 @@ def parse_distributions(text: str) -> tuple[PyDist, ...]:
 async def read_contents(engine: Engine, image: Image) -> ImageContents:
     """What the image holds, read by running its own tools (no network, no entrypoint)."""
 
-    async def output(argv: list[str]) -> str:
-        result = await engine.run(image, argv)
+    batch = Batch.of([["cat", "/etc/os-release"], DPKG_QUERY, [VENV_PYTHON, "-c", DISTRIBUTIONS_SCRIPT]])
+    results = batch.results(await engine.run(image, batch.argv))
+    for argv, result in zip(batch.commands, results, strict=True):
         if not result.ok:
             raise OutputError(f"{argv[0]} in {image.description} exited {result.exit_code}: {result.tail(3)}")
-        return result.stdout
-
-    return ImageContents(
-        parse_os_release(await output(["cat", "/etc/os-release"])),
-        parse_dpkg(await output(DPKG_QUERY)),
-        parse_distributions(await output([VENV_PYTHON, "-c", DISTRIBUTIONS_SCRIPT])),
-    )
+    os_release, packages, distributions = (result.stdout for result in results)
+    return ImageContents(parse_os_release(os_release), parse_dpkg(packages), parse_distributions(distributions))
 
 
 def deb_purl(package: DebPackage, os_release: Mapping[str, str]) -> PackageURL:

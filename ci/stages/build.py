@@ -18,7 +18,7 @@ from ci.core.versions import TOOLS
 from ci.engines.seam import BuildSpec, Engine, Image
 from ci.image import dar_features
 from ci.image.gates import refuse, version_gate
-from ci.image.probe import probe_dar_features, probe_versions
+from ci.image.probe import probe
 from ci.image.sbom import write_sbom
 
 
@@ -63,9 +63,9 @@ async def final(
     engine: Engine, config: RunConfig, base: BaseImage, platform: str, base_image: Image, report: Report
 ) -> Built:
     with report.step("final", "dar and par2 versions and dar's features of the base"):
-        versions = await probe_versions(engine, base_image, ("dar", "par2"))
-        features = dar_features.label_value(await probe_dar_features(engine, base_image))
-    versions = {"dar-backup": config.dar_backup_version, **versions}
+        of_base = await probe(engine, base_image, ("dar", "par2"), features=True)
+        features = dar_features.label_value(of_base.features)
+    versions = {"dar-backup": config.dar_backup_version, **of_base.versions}
     labels = {**oci_labels(config, base), **tool_labels(versions), DAR_FEATURES_LABEL: features}
     with report.step("final", f"build target final with dar-backup {config.dar_backup_version}"):
         spec = BuildSpec(
@@ -78,9 +78,11 @@ async def final(
         )
         image = await engine.build(spec)
     with report.step("final", "version gate: tool versions in the image equal the declared ones"):
-        refuse(version_gate(await probe_versions(engine, image, TOOLS), versions))
+        # One container answers for both gates: the versions and dar -V.
+        of_final = await probe(engine, image, TOOLS, features=True)
+        refuse(version_gate(of_final.versions, versions))
     with report.step("final", "dar feature gate: dar -V has every feature the image promises"):
-        present = await probe_dar_features(engine, image)
+        present = of_final.features
         refuse(dar_features.missing(present))
         if dar_features.label_value(present) != features:
             refuse([f"dar -V in the image says {dar_features.label_value(present)!r}, its label {features!r}"])

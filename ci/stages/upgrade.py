@@ -18,7 +18,7 @@ from ci.core.labels import OCI
 from ci.core.report import Report
 from ci.core.versions import TOOLS
 from ci.engines.seam import Engine, Image
-from ci.image.probe import probe_versions
+from ci.image.probe import probe
 from ci.oci.auth import RegistryAuth
 from ci.stages.manifest import Manifest
 from ci.stages.scenario import DEFINITION, LEVELS, TIME_ZONE, Level, Scenario, fail_unless, prove_restored
@@ -41,7 +41,7 @@ async def pull_previous(engine: Engine, ref: str, auth: RegistryAuth | None, pla
     with report.step(STAGE, f"pull the previous release {ref} ({platform})"):
         image = await engine.pull(ref, auth, platform)
         version = (await engine.labels(image, [f"{OCI}.version"]))[f"{OCI}.version"] or "unlabelled"
-        previous = Previous(image, ref, version, await probe_versions(engine, image, TOOLS))
+        previous = Previous(image, ref, version, (await probe(engine, image, TOOLS)).versions)
     report.run.update(previous_image=ref, previous_version=version)
     return previous
 

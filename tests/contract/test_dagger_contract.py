@@ -18,6 +18,7 @@ from ci.core.errors import RegistryError, StageFailure
 from ci.core.labels import BASE_DIGEST, BASE_LOCAL_ID, DAR_FEATURES_LABEL, TOOL_LABELS, oci_labels
 from ci.core.platforms import host_platform, slug
 from ci.core.report import Report
+from ci.core.versions import TOOLS
 from ci.engines.dagger import CACHE_BUSTER, dagger_engine
 from ci.image.dar_features import features, label_value, parse
 from ci.image.sbom import sbom_file
@@ -36,7 +37,7 @@ from ci.release.signing import (
 from ci.stages.scenario import PATHS
 from tests.support.recording import DAGGER_VERSION, Chain, RecordingSession, calls
 from tests.support.samples import DAR_V_BOOKWORM, DISTS, release_config
-from tests.support.world import ENGINE_VERSION, World
+from tests.support.world import ENGINE_VERSION, World, batch_commands
 
 SECRET_TEXT = "-----BEGIN CERTIFICATE-----PLAINTEXT-MARKER-7f3a"
 
@@ -290,15 +291,17 @@ def test_each_platform_is_built_labelled_and_version_gated_on_its_own_container(
         (target, platform) for target in ("base", "final") for platform in platforms
     )
     for platform in platforms:
-        # Every `--version` probe of the version gate ran in a container built for that platform.
+        # Every `--version` probe of the version gate ran in a container built for that platform,
+        # the final image's in one container with its dar -V.
         probes = [
-            c
+            batch_commands(calls(c, "withExec")[-1]["args"]) or []
             for c in recorded.execs()
             if calls(c, "dockerBuild")
             and calls(c, "dockerBuild")[0]["platform"] == platform
-            and calls(c, "withExec")[-1]["args"][1:] == ["--version"]
+            and calls(c, "dockerBuild")[0]["target"] == "final"
+            and ["dar", "-V"] in (batch_commands(calls(c, "withExec")[-1]["args"]) or [])
         ]
-        assert {calls(c, "withExec")[-1]["args"][0] for c in probes} == {"dar", "par2", "dar-backup"}
+        assert probes == [[[tool, "--version"] for tool in TOOLS] + [["dar", "-V"]]]
         assert (tmp_path / sbom_file(platform)).is_file()
     assert {s.platform for s in recorded.report.steps} == set(platforms)
     assert list(recorded.report.run) == ["platforms"] and set(recorded.report.run["platforms"]) == set(platforms)

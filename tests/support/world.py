@@ -63,6 +63,18 @@ PREDICATE_TYPES = {SBOM.kind: SBOM.predicate_type, PROVENANCE.kind: PROVENANCE.p
 PUBLIC_KEY = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----\n"
 
 
+def batch_commands(argv: list[str]) -> list[list[str]] | None:
+    """The commands of a batch's argv (`bash -c SCRIPT batch BOUNDARY COUNT ARG…`), None for another argv."""
+    if argv[:3] != ["bash", "-c", batch.SCRIPT]:
+        return None
+    commands, rest = [], argv[5:]
+    while rest:
+        count = int(rest[0])
+        commands.append(rest[1 : count + 1])
+        rest = rest[count + 1 :]
+    return commands
+
+
 @dataclass
 class World:
     exit_codes: dict[str, int] = field(default_factory=dict)
@@ -108,17 +120,14 @@ class World:
 
     def run(self, argv: list[str], chain: Chain) -> tuple[int, str, str]:
         """One command, or each of a batch's in turn as its bash script runs them."""
-        if argv[:3] != ["bash", "-c", batch.SCRIPT]:
+        commands = batch_commands(argv)
+        if commands is None:
             return self.alone(argv, self.execute(argv, chain))
-        boundary, rest, out, err = argv[4], argv[5:], "", ""
-        index = 0
-        while rest:
-            count = int(rest[0])
-            command, rest = rest[1 : count + 1], rest[count + 1 :]
+        boundary, out, err = argv[4], "", ""
+        for index, command in enumerate(commands):
             code, stdout, stderr = self.alone(command, self.execute(command, chain))
             out += f"{stdout}\n{boundary} {index} {code}\n"
             err += f"{stderr}\n{boundary} {index} {code}\n"
-            index += 1
         return 0, out, err
 
     def cosign(self, args: list[str], files: dict[str, str]) -> tuple[int, str]:
