@@ -66,6 +66,9 @@ class RunOptions:
 def run_argv(client: str, name: str, run_id: str, image: Image, argv: Sequence[str], options: RunOptions) -> list[str]:
     network = "host" if options.network else "none"
     cmd = [client, "run", "--rm", "--network", network, "--name", name, "--label", f"{RUN_LABEL}={run_id}"]
+    # The output comes back through the attached streams; a log file of it (json-file, the
+    # default) would be written at every start and never read.
+    cmd += ["--log-driver", "none"]
     for mount in options.mounts:
         # volume-nocopy: an empty volume stays empty and keeps its owner, as Dagger cache volumes do.
         spec = f"type=volume,src={mount.volume.name},dst={mount.path},volume-nocopy"

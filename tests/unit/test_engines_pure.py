@@ -100,6 +100,7 @@ def test_run_argv_isolates_the_container():
     argv = run_argv("docker", "dbci-1-3", "1", image, ["dar", "-t", "x"], RunOptions(mounts, {"TZ": "UTC"}))
     assert argv[:4] == ["docker", "run", "--rm", "--network"] and argv[4] == "none"
     assert "type=volume,src=dbci-1-data,dst=/data,volume-nocopy,readonly" in argv
+    assert argv[argv.index("--log-driver") + 1] == "none"
     assert argv[-5:] == ["--entrypoint", "dar", "sha256:abc", "-t", "x"]
     with_entrypoint = run_argv("docker", "n", "1", image, ["-F"], RunOptions(user="1234:2345", use_entrypoint=True))
     assert with_entrypoint[-4:] == ["--user", "1234:2345", "sha256:abc", "-F"]
