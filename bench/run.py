@@ -401,6 +401,28 @@ async def test_stage_seconds(engine: DockerEngine, image: Image) -> float:
     return time.monotonic() - started
 
 
+def warm_pipeline_figure(runs: int = 3) -> Figure:
+    """What `scripts/dev pipeline` (python ci/main.py test) spends in its steps once its images are built.
+
+    A first run warms the build cache; the median of the next `runs` runs' step seconds (the
+    report's sum, as the pipeline prints it) is the figure.
+    """
+    totals = []
+    with tempfile.TemporaryDirectory(prefix="dar-backup-bench-pipeline-") as tmp:
+        for number in range(runs + 1):
+            reports = Path(tmp) / str(number)
+            check(
+                [sys.executable, "ci/main.py", "--engine", "docker", "test", "--report-dir", str(reports)],
+                cwd=REPO_ROOT,
+            )
+            steps = json.loads((reports / "test.json").read_text())["steps"]
+            totals.append(sum(step["seconds"] for step in steps))
+    warm = statistics.median(totals[1:])
+    return Figure(
+        f"warm `scripts/dev pipeline`: seconds of its steps (median of {runs})", warm, "s", "<= 20 s", warm <= 20
+    )
+
+
 async def host_test_stage(client: str) -> Figure:
     """The host's whole test stage on the benchmark's image: what each change to the story costs."""
     engine = DockerEngine(f"bench{os.getpid()}t", REPO_ROOT, client)
@@ -492,7 +514,7 @@ def main() -> int:
         figures, differences = build_figures(engine.client, base, version, args.cold_runs)
         figures += anyio.run(story_figures, engine.client, args.large, native_venv(Path(venv_dir)))
     host_stage = anyio.run(host_test_stage, engine.client)
-    figures.append(host_stage)
+    figures += [host_stage, warm_pipeline_figure()]
     if not args.no_foreign:
         figures += anyio.run(platform_figures, engine.client, requested, version, host_stage.value)
     check([engine.client, "rmi", "dar-backup:bench-final", "dar-backup:bench-base"])
