@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -30,7 +32,7 @@ from ci.release import history, provenance, signing
 from ci.release.plan import preflight
 from ci.release.signing import Cosign, attested_predicates, signing_identity
 from tests.support.docker import Docker, KeyPair
-from tests.support.registry import LocalRegistry, PagingProxy
+from tests.support.registry import LocalRegistry, PagingProxy, RelayProxy
 from tests.support.releasing import HOST, NAME, cosign, maintainer_env, release
 from tests.support.samples import HISTORY_ENTRY, release_config
 
@@ -50,11 +52,47 @@ def history_bytes(checkout: Path) -> bytes:
     return (checkout / "doc/build-history.json").read_bytes()
 
 
-def test_release_lands_version_minor_and_latest_with_one_digest(
-    docker: Docker, image, registry: LocalRegistry, checkout: Path
-):
-    done = release(checkout, "--image-version", "1.2.0", "--repo", f"{registry.address}/{NAME}")
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+@dataclass(frozen=True)
+class Released:
+    """A successful, signed release of the host's platform: its registry, its clone and its version."""
+
+    registry: LocalRegistry
+    checkout: Path
+    version: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.registry.address}/{NAME}:{self.version}"
+
+
+@pytest.fixture(scope="module")
+def released(image, cosign_key: KeyPair, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Released]:
+    """One release shared by the tests that only read what a release produced.
+
+    A release costs a build from cache, the whole test story, a push and cosign: most of a
+    minute. The tests that take this fixture read the registry, the clone's history and its
+    reports and never change them; a test that must change what a release left takes its own,
+    or puts back what it changed (see test_verify_refuses_a_tag_pointed_at_other_content).
+    """
+    where = tmp_path_factory.mktemp("released")
+    registry = LocalRegistry(where / "registry")
+    registry.root.mkdir()
+    registry.start()
+    checkout = where / "checkout"
+    subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(checkout)], check=True)
+    try:
+        shared = Released(registry, checkout, "1.2.0")
+        repo = f"{registry.address}/{NAME}"
+        done = release(checkout, "--image-version", shared.version, "--repo", repo, env=cosign_key.env())
+        # Every test that reads it errors here, each with the release's own output.
+        assert done.returncode == 0, "the shared release failed:\n" + done.stdout[-4000:] + done.stderr[-2000:]
+        yield shared
+    finally:
+        registry.stop()
+
+
+def test_release_lands_version_minor_and_latest_with_one_digest(docker: Docker, released: Released):
+    registry, checkout = released.registry, released.checkout
     assert [t for t in registry.tags(NAME) if not t.startswith("sha256-")] == ["1.2", "1.2.0", "latest"]
     digests = {
         registry.skopeo("inspect", f"docker://{registry.address}/{NAME}:{t}")["Digest"]
@@ -70,14 +108,14 @@ def test_release_lands_version_minor_and_latest_with_one_digest(
     assert len(builds) == 1
     assert builds[0]["tag"] == "1.2.0" and builds[0]["digest"] == digests.pop()
     # The tool labels say what the released image itself reports, what the run recorded, and the locked pin.
-    released = f"{registry.address}/{NAME}@{builds[0]['digest']}"
+    by_digest = f"{registry.address}/{NAME}@{builds[0]['digest']}"
     try:
         reported = {
-            tool: tool_version(tool, docker.ok("run", "--rm", "--network", "none", released, tool, "--version"))
+            tool: tool_version(tool, docker.ok("run", "--rm", "--network", "none", by_digest, tool, "--version"))
             for tool in TOOLS
         }
     finally:
-        docker("rmi", released)
+        docker("rmi", by_digest)
     assert reported["dar-backup"] == locked_dar_backup_version(checkout / "docker/requirements.txt")
     assert {tool: builds[0][f"{tool.replace('-', '_')}_version"] for tool in TOOLS} == reported
     labelled = {
@@ -232,7 +270,9 @@ class RegistryDiesBeforeAttest(DockerEngine):
         return await super().run(image, argv, **options)
 
 
-def release_in_process(engine_class: type[DockerEngine], registry: LocalRegistry, checkout: Path, version: str) -> str:
+def release_in_process(
+    engine_class: type[DockerEngine], registry: LocalRegistry | RelayProxy, checkout: Path, version: str
+) -> str:
     config = release_config(f"{registry.address}/{NAME}", checkout, version)
     report = Report("release", "docker")
 
@@ -288,11 +328,9 @@ def test_release_gate_reads_every_page_of_tags(registry: LocalRegistry, checkout
 
 
 def test_a_user_verifies_the_release_with_its_public_key_only(
-    docker: Docker, image, tools: Image, registry: LocalRegistry, checkout: Path, signing_key, other_key
+    docker: Docker, tools: Image, released: Released, signing_key, other_key
 ):
-    done = release(checkout, "--image-version", "1.4.0", "--repo", f"{registry.address}/{NAME}")
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    ref = f"{registry.address}/{NAME}:1.4.0"
+    checkout, ref = released.checkout, released.ref
     assert cosign(docker, tools, "verify", ref, key=signing_key.public).returncode == 0
     wrong = cosign(docker, tools, "verify", ref, key=other_key.public)
     assert wrong.returncode != 0 and "no matching signatures" in wrong.stderr
@@ -310,11 +348,9 @@ def git(checkout: Path, *args: str) -> str:
 
 
 def test_a_user_verifies_the_provenance_and_it_names_what_the_run_used(
-    docker: Docker, image, tools: Image, registry: LocalRegistry, checkout: Path, signing_key: KeyPair, other_key
+    docker: Docker, tools: Image, released: Released, signing_key: KeyPair, other_key
 ):
-    done = release(checkout, "--image-version", "1.4.1", "--repo", f"{registry.address}/{NAME}")
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    ref = f"{registry.address}/{NAME}:1.4.1"
+    registry, checkout, ref = released.registry, released.checkout, released.ref
     args = ("verify-attestation", "--type", "slsaprovenance1", ref)
     verified = cosign(docker, tools, *args, key=signing_key.public)
     assert verified.returncode == 0, verified.stderr[-2000:]
@@ -341,7 +377,7 @@ def test_a_user_verifies_the_provenance_and_it_names_what_the_run_used(
         "source": labels["org.opencontainers.image.source"],
         "ref": git(checkout, "symbolic-ref", "HEAD"),
         "revision": revision,
-        "version": "1.4.1",
+        "version": released.version,
         "platforms": [HOST],
         "platform": HOST,
         "darBackupVersion": labels["org.dar-backup.version"],
@@ -400,10 +436,9 @@ def test_a_provenance_changed_after_writing_withdraws_the_candidate(image, regis
 
 
 def test_verify_refuses_a_tag_pointed_at_other_content(
-    docker: Docker, image, tools: Image, registry: LocalRegistry, checkout: Path, signing_key: KeyPair
+    docker: Docker, tools: Image, released: Released, signing_key: KeyPair
 ):
-    done = release(checkout, "--image-version", "1.5.0", "--repo", f"{registry.address}/{NAME}")
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    registry, checkout, ref = released.registry, released.checkout, released.ref
     digest = history.read(checkout / "doc/build-history.json")[0]["digest"]
     sbom = (checkout / HOST_SBOM).read_text()
     identity = signing_identity(signing_key.env())
@@ -418,10 +453,18 @@ def test_verify_refuses_a_tag_pointed_at_other_content(
         finally:
             await engine.close()
 
-    anyio.run(verify, f"{registry.address}/{NAME}:1.5.0")  # the untouched release verifies
-    registry.push_tiny_image(NAME, ["1.5.0"])  # someone points the tag at other content
-    with pytest.raises(SigningError, match="cosign verify exited"):
-        anyio.run(verify, f"{registry.address}/{NAME}:1.5.0")
+    anyio.run(verify, ref)  # the untouched release verifies
+    other = registry.push_tiny_image(NAME, [released.version])  # someone points the tag at other content
+    try:
+        with pytest.raises(SigningError, match="cosign verify exited"):
+            anyio.run(verify, ref)
+    finally:
+        # The release is shared: the tag goes back to what the release pushed, the other content goes,
+        # so the tests reading it see the release whatever order they run in.
+        served = Registry(f"{registry.address}/{NAME}")
+        assert served.tag(digest, released.version) == digest
+        assert served.delete(other) == "removed"
+    anyio.run(verify, ref)
 
 
 def test_a_failed_signing_withdraws_the_candidate_and_records_nothing(
@@ -579,16 +622,22 @@ class DarRefusesOldArchives(DockerEngine):
         return await super().run(image, argv, **options)
 
 
-def test_a_candidate_that_cannot_read_the_previous_archives_is_refused(image, registry: LocalRegistry, checkout: Path):
-    repo = f"{registry.address}/{NAME}"
-    done = release(checkout, "--image-version", "1.0.0", "--repo", repo)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    commit_history(checkout, "1.0.0")
-    tags, before = registry.tags(NAME), history_bytes(checkout)
-    message = release_in_process(DarRefusesOldArchives, registry, checkout, "1.1.0")
-    assert message.startswith("upgrade from 1.0.0 fails at FULL: the candidate's dar -t scenario_FULL_")
+def test_a_candidate_that_cannot_read_the_previous_archives_is_refused(released: Released, checkout: Path):
+    # The shared release is the previous one: this clone's history records it, as a maintainer's
+    # would after committing it, and the candidate reaches the registry only through a relay that
+    # passes reads alone, so it can change nothing the other tests read.
+    previous = released.version
+    (checkout / "doc/build-history.json").write_bytes(history_bytes(released.checkout))
+    commit_history(checkout, previous)
+    proxy = RelayProxy(released.registry)
+    try:
+        tags, before = released.registry.tags(NAME), history_bytes(checkout)
+        message = release_in_process(DarRefusesOldArchives, proxy, checkout, "1.3.0")
+    finally:
+        proxy.close()
+    assert message.startswith(f"upgrade from {previous} fails at FULL: the candidate's dar -t scenario_FULL_")
     assert "exited 5" in message.splitlines()[0]
-    assert registry.tags(NAME) == tags and history_bytes(checkout) == before
+    assert released.registry.tags(NAME) == tags and history_bytes(checkout) == before
 
 
 def test_test_with_a_previous_image_that_does_not_exist_stops_before_any_backup(docker: Docker, image):
