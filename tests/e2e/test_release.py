@@ -271,10 +271,15 @@ class RegistryDiesBeforeAttest(DockerEngine):
 
 
 def release_in_process(
-    engine_class: type[DockerEngine], registry: LocalRegistry | RelayProxy, checkout: Path, version: str
+    engine_class: type[DockerEngine],
+    registry: LocalRegistry | RelayProxy,
+    checkout: Path,
+    version: str,
+    report: Report | None = None,
 ) -> str:
+    """A release in this process, on engine_class, that must fail; its one-line error (its steps go to report)."""
     config = release_config(f"{registry.address}/{NAME}", checkout, version)
-    report = Report("release", "docker")
+    report = report or Report("release", "docker")
 
     async def go() -> None:
         plan = preflight(config, maintainer_env(), checkout, report)
@@ -292,9 +297,15 @@ def release_in_process(
 
 def test_a_missing_label_stops_the_release_before_the_push(image, registry: LocalRegistry, checkout: Path):
     before = history_bytes(checkout)
-    message = release_in_process(DropsALabel, registry, checkout, "1.0.0")
+    report = Report("release", "docker")
+    message = release_in_process(DropsALabel, registry, checkout, "1.0.0", report)
     assert message == "label org.opencontainers.image.licenses is missing or empty"
     assert registry.tags(NAME) == [] and history_bytes(checkout) == before
+    # It stops right after final is built: the gate is final's, and nothing of the test stage ran.
+    failed = [(s.stage, s.name, s.message) for s in report.steps if s.status == "failed"]
+    assert failed == [("final", "label gate: every label the run declares is on the image", message)]
+    assert report.steps[-1].status == "failed"
+    assert [s.name for s in report.steps if s.stage == "test"] == []
 
 
 def test_registry_gone_after_push_moves_no_tag_and_writes_no_history(image, registry: LocalRegistry, checkout):
