@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+import semver
 
 from ci.core.config import REPO_ROOT
 from ci.core.errors import SigningError, StageFailure
@@ -71,8 +73,9 @@ def released(image, cosign_key: KeyPair, tmp_path_factory: pytest.TempPathFactor
 
     A release costs a build from cache, the whole test story, a push and cosign: most of a
     minute. The tests that take this fixture read the registry, the clone's history and its
-    reports and never change them; a test that must change what a release left takes its own,
-    or puts back what it changed (see test_verify_refuses_a_tag_pointed_at_other_content).
+    reports and never change them. A test that releases after it does so from its own clone to
+    `registry_copy`; one that must change the shared registry puts back what it changed (see
+    test_verify_refuses_a_tag_pointed_at_other_content).
     """
     where = tmp_path_factory.mktemp("released")
     registry = LocalRegistry(where / "registry")
@@ -496,17 +499,37 @@ def commit_history(checkout: Path, version: str) -> None:
     subprocess.run(["git", "-C", str(checkout), "commit", "-qam", f"Build history: {version}"], check=True)
 
 
+def follows_the_shared_release(checkout: Path, released: Released) -> str:
+    """checkout's history records the shared release, committed as a maintainer commits it; its version."""
+    (checkout / "doc/build-history.json").write_bytes(history_bytes(released.checkout))
+    commit_history(checkout, released.version)
+    return released.version
+
+
+@pytest.fixture
+def registry_copy(released: Released, tmp_path: Path) -> Iterator[LocalRegistry]:
+    """A registry of its own that holds what the shared release pushed, for a test that releases after it.
+
+    Its storage is a copy of the shared registry's: the test's tags, signatures and floating
+    tags land here, never where the tests reading the shared release look.
+    """
+    copy = LocalRegistry(tmp_path / "registry-copy")
+    shutil.copytree(released.registry.root / "data", copy.root / "data")
+    copy.start()
+    yield copy
+    copy.stop()
+
+
 def test_refresh_releases_the_next_patch_only_when_packages_changed(
-    docker: Docker, image, registry: LocalRegistry, checkout: Path
+    docker: Docker, image, released: Released, registry_copy: LocalRegistry, checkout: Path
 ):
-    repo = f"{registry.address}/{NAME}"
-    done = release(checkout, "--image-version", "1.0.0", "--repo", repo)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    commit_history(checkout, "1.0.0")
+    registry, repo = registry_copy, f"{registry_copy.address}/{NAME}"
+    last = follows_the_shared_release(checkout, released)
+    following = semver.Version.parse(last).bump_patch()
     tags = registry.tags(NAME)
     done = release(checkout, "--repo", repo, command="refresh")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    assert "[refresh] nothing changed since 1.0.0: nothing to release" in done.stdout
+    assert f"[refresh] nothing changed since {last}: nothing to release" in done.stdout
     assert registry.tags(NAME) == tags and len(history.read(checkout / "doc/build-history.json")) == 1
     # The same base with one package more, as after a base image update.
     labels = json.loads(docker.ok("image", "inspect", "-f", "{{json .Config.Labels}}", image))
@@ -525,16 +548,16 @@ def test_refresh_releases_the_next_patch_only_when_packages_changed(
         docker("rmi", "dar-backup-test-base:refresh")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     builds = history.read(checkout / "doc/build-history.json")
-    assert [b["tag"] for b in builds] == ["1.0.0", "1.0.1"]
+    assert [b["tag"] for b in builds] == [last, str(following)]
     assert builds[1]["notes"].startswith("refresh: ") and "+less " in builds[1]["notes"]
     # Both bases are the engine's own images, no registry's: recorded and compared by local image id.
     before, after = (build["platforms"][HOST]["base_local_id"] for build in builds)
     assert before != after and builds[1]["platforms"][HOST]["base_digest"] is None
     assert f"base image local {before} → local {after}" in builds[1]["notes"]
     assert builds[1]["platforms"][HOST]["packages_sha256"] != builds[0]["platforms"][HOST]["packages_sha256"]
-    assert {"1.0.1", "1.0", "latest"} <= set(registry.tags(NAME))
+    assert {str(following), f"{following.major}.{following.minor}", "latest"} <= set(registry.tags(NAME))
     report = json.loads((checkout / "reports/refresh.json").read_text())
-    assert any(note.startswith("refresh 1.0.1: ") and "+less " in note for note in report["notes"])
+    assert any(note.startswith(f"refresh {following}: ") and "+less " in note for note in report["notes"])
 
 
 def test_refresh_without_a_previous_release_has_nothing_to_do(registry: LocalRegistry, checkout: Path):
@@ -545,46 +568,46 @@ def test_refresh_without_a_previous_release_has_nothing_to_do(registry: LocalReg
 
 
 def test_a_second_release_proves_the_first_releases_archives_restore(
-    docker: Docker, image, tools: Image, registry: LocalRegistry, checkout: Path, signing_key: KeyPair
+    docker: Docker, tools: Image, released: Released, registry_copy: LocalRegistry, checkout: Path, signing_key: KeyPair
 ):
-    repo = f"{registry.address}/{NAME}"
-    done = release(checkout, "--image-version", "1.0.0", "--repo", repo)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    first = json.loads((checkout / "reports/release.json").read_text())
+    # The first release is the shared one; the second goes to a copy of its registry.
+    first = json.loads((released.checkout / "reports/release.json").read_text())
     assert [(s["name"], s["status"], s["message"]) for s in first["steps"] if s["stage"] == "upgrade"] == [
         ("archives of the previous release restore with the candidate", "skipped", "skipped: no previous release")
     ]
-    first_notes = (checkout / "reports/release-notes.md").read_text()
+    first_notes = (released.checkout / "reports/release-notes.md").read_text()
     assert (
-        first_notes.startswith("# dar-backup image 1.0.0\n") and "- First release in the build history" in first_notes
+        first_notes.startswith(f"# dar-backup image {released.version}\n")
+        and "- First release in the build history" in first_notes
     )
     assert "## Upgrade check\n\nskipped: no previous release\n" in first_notes
-    commit_history(checkout, "1.0.0")
+    first_version = follows_the_shared_release(checkout, released)
     previous = history.read(checkout / "doc/build-history.json")[0]["image_ref"]
-    done = release(checkout, "--image-version", "1.1.0", "--repo", repo)
+    done = release(checkout, "--image-version", "1.3.0", "--repo", f"{registry_copy.address}/{NAME}")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     report = json.loads((checkout / "reports/release.json").read_text())
-    assert report["run"]["previous_image"] == previous and report["run"]["previous_version"] == "1.0.0"
+    assert report["run"]["previous_image"] == previous and report["run"]["previous_version"] == first_version
     upgrade = [s for s in report["steps"] if s["stage"] == "upgrade"]
     assert upgrade[0]["name"] == f"pull the previous release {previous} ({HOST})"
     assert all(s["status"] == "passed" for s in upgrade), upgrade
     names = [s["name"] for s in upgrade]
     for level in ("FULL", "DIFF", "INCR"):
-        assert f"{level}: the candidate restores 1.0.0's chain" in names
-        assert f"{level}: the candidate's PITR from 1.0.0's catalog" in names
-    assert "rollback: 1.0.0 restores the candidate's FULL" in names
-    assert any(n.startswith(f"upgrade from 1.0.0 ({previous}): previous: dar-backup ") for n in report["notes"])
+        assert f"{level}: the candidate restores {first_version}'s chain" in names
+        assert f"{level}: the candidate's PITR from {first_version}'s catalog" in names
+    assert f"rollback: {first_version} restores the candidate's FULL" in names
+    upgraded = f"upgrade from {first_version} ({previous}): previous: dar-backup "
+    assert any(n.startswith(upgraded) for n in report["notes"])
     # The second release's notes: the first as previous, from the history, and commands that work.
     first_entry, second = history.read(checkout / "doc/build-history.json")
     text = (checkout / "reports/release-notes.md").read_text()
-    assert f"- Previous release: 1.0.0 (`{first_entry['image_ref']}`)" in text
+    assert f"- Previous release: {first_version} (`{first_entry['image_ref']}`)" in text
     assert f"- Image: `{second['image_ref']}`" in text and f"| {HOST} | `{second['digest']}` |" in text
     for tool, key in (("dar-backup", "dar_backup_version"), ("dar", "dar_version"), ("par2", "par2_version")):
         assert f"- {tool} {second[key]} (unchanged)" in text
-    # The same base and packages as 1.0.0: refresh's comparison finds nothing.
-    assert "No change since 1.0.0." in text
+    # The same base and packages as the first: refresh's comparison finds nothing.
+    assert f"No change since {first_version}." in text
     gating = [s for s in upgrade if not s["name"].startswith("rollback: ")]
-    assert f"## Upgrade check\n\npassed: {len(gating)}/{len(gating)} checks, 1.0.0's archives" in text
+    assert f"## Upgrade check\n\npassed: {len(gating)}/{len(gating)} checks, {first_version}'s archives" in text
     commands = text.split("```sh\n", 1)[1].split("\n```", 1)[0].splitlines()
     assert len(commands) == 3 and all(second["image_ref"] in c for c in commands)
     # A user runs them as written, beside the public key they were given.
@@ -634,12 +657,9 @@ class DarRefusesOldArchives(DockerEngine):
 
 
 def test_a_candidate_that_cannot_read_the_previous_archives_is_refused(released: Released, checkout: Path):
-    # The shared release is the previous one: this clone's history records it, as a maintainer's
-    # would after committing it, and the candidate reaches the registry only through a relay that
-    # passes reads alone, so it can change nothing the other tests read.
-    previous = released.version
-    (checkout / "doc/build-history.json").write_bytes(history_bytes(released.checkout))
-    commit_history(checkout, previous)
+    # The shared release is the previous one, and the candidate reaches its registry only through
+    # a relay that passes reads alone, so it can change nothing the other tests read.
+    previous = follows_the_shared_release(checkout, released)
     proxy = RelayProxy(released.registry)
     try:
         tags, before = released.registry.tags(NAME), history_bytes(checkout)
