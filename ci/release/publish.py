@@ -141,7 +141,9 @@ class Candidate:
 
 
 async def release(engine: Engine, config: RunConfig, plan: Plan, tested: Sequence[Built], report: Report) -> None:
-    # The version gate already ran on these very images in the final stage; labels are checked here.
+    # The label, version and feature gates ran on these very images in the final stage, before
+    # the test stage: a wrong label stops a release there. The labels are read once more on the
+    # images about to be pushed: one query per platform, and a step every release report lists.
     for built in tested:
         with report.on_platform(built.platform), report.step(STAGE, "label gate on the tested image"):
             refuse(label_gate(await engine.labels(built.image, list(built.labels)), built.labels))

@@ -17,7 +17,7 @@ from ci.core.report import Report
 from ci.core.versions import TOOLS
 from ci.engines.seam import BuildSpec, Engine, Image
 from ci.image import dar_features
-from ci.image.gates import refuse, version_gate
+from ci.image.gates import label_gate, refuse, version_gate
 from ci.image.probe import probe
 from ci.image.sbom import write_sbom
 
@@ -77,6 +77,10 @@ async def final(
             platform=platform,
         )
         image = await engine.build(spec)
+    # The labels first: reading them costs one query, so a release whose labels are wrong stops
+    # here, before the version probes and the whole test stage, not minutes later at the push.
+    with report.step("final", "label gate: every label the run declares is on the image"):
+        refuse(label_gate(await engine.labels(image, list(labels)), labels))
     with report.step("final", "version gate: tool versions in the image equal the declared ones"):
         # One container answers for both gates: the versions and dar -V.
         of_final = await probe(engine, image, TOOLS, features=True)

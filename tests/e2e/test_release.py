@@ -7,14 +7,18 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 import pytest
+import semver
 
 from ci.core.config import REPO_ROOT
 from ci.core.errors import SigningError, StageFailure
@@ -30,7 +34,7 @@ from ci.release import history, provenance, signing
 from ci.release.plan import preflight
 from ci.release.signing import Cosign, attested_predicates, signing_identity
 from tests.support.docker import Docker, KeyPair
-from tests.support.registry import LocalRegistry, PagingProxy
+from tests.support.registry import LocalRegistry, PagingProxy, RelayProxy
 from tests.support.releasing import HOST, NAME, cosign, maintainer_env, release
 from tests.support.samples import HISTORY_ENTRY, release_config
 
@@ -50,11 +54,48 @@ def history_bytes(checkout: Path) -> bytes:
     return (checkout / "doc/build-history.json").read_bytes()
 
 
-def test_release_lands_version_minor_and_latest_with_one_digest(
-    docker: Docker, image, registry: LocalRegistry, checkout: Path
-):
-    done = release(checkout, "--image-version", "1.2.0", "--repo", f"{registry.address}/{NAME}")
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+@dataclass(frozen=True)
+class Released:
+    """A successful, signed release of the host's platform: its registry, its clone and its version."""
+
+    registry: LocalRegistry
+    checkout: Path
+    version: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.registry.address}/{NAME}:{self.version}"
+
+
+@pytest.fixture(scope="module")
+def released(image, cosign_key: KeyPair, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Released]:
+    """One release shared by the tests that only read what a release produced.
+
+    A release costs a build from cache, the whole test story, a push and cosign: most of a
+    minute. The tests that take this fixture read the registry, the clone's history and its
+    reports and never change them. A test that releases after it does so from its own clone to
+    `registry_copy`; one that must change the shared registry puts back what it changed (see
+    test_verify_refuses_a_tag_pointed_at_other_content).
+    """
+    where = tmp_path_factory.mktemp("released")
+    registry = LocalRegistry(where / "registry")
+    registry.root.mkdir()
+    registry.start()
+    checkout = where / "checkout"
+    subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(checkout)], check=True)
+    try:
+        shared = Released(registry, checkout, "1.2.0")
+        repo = f"{registry.address}/{NAME}"
+        done = release(checkout, "--image-version", shared.version, "--repo", repo, env=cosign_key.env())
+        # Every test that reads it errors here, each with the release's own output.
+        assert done.returncode == 0, "the shared release failed:\n" + done.stdout[-4000:] + done.stderr[-2000:]
+        yield shared
+    finally:
+        registry.stop()
+
+
+def test_release_lands_version_minor_and_latest_with_one_digest(docker: Docker, released: Released):
+    registry, checkout = released.registry, released.checkout
     assert [t for t in registry.tags(NAME) if not t.startswith("sha256-")] == ["1.2", "1.2.0", "latest"]
     digests = {
         registry.skopeo("inspect", f"docker://{registry.address}/{NAME}:{t}")["Digest"]
@@ -70,14 +111,14 @@ def test_release_lands_version_minor_and_latest_with_one_digest(
     assert len(builds) == 1
     assert builds[0]["tag"] == "1.2.0" and builds[0]["digest"] == digests.pop()
     # The tool labels say what the released image itself reports, what the run recorded, and the locked pin.
-    released = f"{registry.address}/{NAME}@{builds[0]['digest']}"
+    by_digest = f"{registry.address}/{NAME}@{builds[0]['digest']}"
     try:
         reported = {
-            tool: tool_version(tool, docker.ok("run", "--rm", "--network", "none", released, tool, "--version"))
+            tool: tool_version(tool, docker.ok("run", "--rm", "--network", "none", by_digest, tool, "--version"))
             for tool in TOOLS
         }
     finally:
-        docker("rmi", released)
+        docker("rmi", by_digest)
     assert reported["dar-backup"] == locked_dar_backup_version(checkout / "docker/requirements.txt")
     assert {tool: builds[0][f"{tool.replace('-', '_')}_version"] for tool in TOOLS} == reported
     labelled = {
@@ -232,9 +273,16 @@ class RegistryDiesBeforeAttest(DockerEngine):
         return await super().run(image, argv, **options)
 
 
-def release_in_process(engine_class: type[DockerEngine], registry: LocalRegistry, checkout: Path, version: str) -> str:
+def release_in_process(
+    engine_class: type[DockerEngine],
+    registry: LocalRegistry | RelayProxy,
+    checkout: Path,
+    version: str,
+    report: Report | None = None,
+) -> str:
+    """A release in this process, on engine_class, that must fail; its one-line error (its steps go to report)."""
     config = release_config(f"{registry.address}/{NAME}", checkout, version)
-    report = Report("release", "docker")
+    report = report or Report("release", "docker")
 
     async def go() -> None:
         plan = preflight(config, maintainer_env(), checkout, report)
@@ -252,9 +300,15 @@ def release_in_process(engine_class: type[DockerEngine], registry: LocalRegistry
 
 def test_a_missing_label_stops_the_release_before_the_push(image, registry: LocalRegistry, checkout: Path):
     before = history_bytes(checkout)
-    message = release_in_process(DropsALabel, registry, checkout, "1.0.0")
+    report = Report("release", "docker")
+    message = release_in_process(DropsALabel, registry, checkout, "1.0.0", report)
     assert message == "label org.opencontainers.image.licenses is missing or empty"
     assert registry.tags(NAME) == [] and history_bytes(checkout) == before
+    # It stops right after final is built: the gate is final's, and nothing of the test stage ran.
+    failed = [(s.stage, s.name, s.message) for s in report.steps if s.status == "failed"]
+    assert failed == [("final", "label gate: every label the run declares is on the image", message)]
+    assert report.steps[-1].status == "failed"
+    assert [s.name for s in report.steps if s.stage == "test"] == []
 
 
 def test_registry_gone_after_push_moves_no_tag_and_writes_no_history(image, registry: LocalRegistry, checkout):
@@ -288,11 +342,9 @@ def test_release_gate_reads_every_page_of_tags(registry: LocalRegistry, checkout
 
 
 def test_a_user_verifies_the_release_with_its_public_key_only(
-    docker: Docker, image, tools: Image, registry: LocalRegistry, checkout: Path, signing_key, other_key
+    docker: Docker, tools: Image, released: Released, signing_key, other_key
 ):
-    done = release(checkout, "--image-version", "1.4.0", "--repo", f"{registry.address}/{NAME}")
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    ref = f"{registry.address}/{NAME}:1.4.0"
+    checkout, ref = released.checkout, released.ref
     assert cosign(docker, tools, "verify", ref, key=signing_key.public).returncode == 0
     wrong = cosign(docker, tools, "verify", ref, key=other_key.public)
     assert wrong.returncode != 0 and "no matching signatures" in wrong.stderr
@@ -310,11 +362,9 @@ def git(checkout: Path, *args: str) -> str:
 
 
 def test_a_user_verifies_the_provenance_and_it_names_what_the_run_used(
-    docker: Docker, image, tools: Image, registry: LocalRegistry, checkout: Path, signing_key: KeyPair, other_key
+    docker: Docker, tools: Image, released: Released, signing_key: KeyPair, other_key
 ):
-    done = release(checkout, "--image-version", "1.4.1", "--repo", f"{registry.address}/{NAME}")
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    ref = f"{registry.address}/{NAME}:1.4.1"
+    registry, checkout, ref = released.registry, released.checkout, released.ref
     args = ("verify-attestation", "--type", "slsaprovenance1", ref)
     verified = cosign(docker, tools, *args, key=signing_key.public)
     assert verified.returncode == 0, verified.stderr[-2000:]
@@ -341,7 +391,7 @@ def test_a_user_verifies_the_provenance_and_it_names_what_the_run_used(
         "source": labels["org.opencontainers.image.source"],
         "ref": git(checkout, "symbolic-ref", "HEAD"),
         "revision": revision,
-        "version": "1.4.1",
+        "version": released.version,
         "platforms": [HOST],
         "platform": HOST,
         "darBackupVersion": labels["org.dar-backup.version"],
@@ -400,10 +450,9 @@ def test_a_provenance_changed_after_writing_withdraws_the_candidate(image, regis
 
 
 def test_verify_refuses_a_tag_pointed_at_other_content(
-    docker: Docker, image, tools: Image, registry: LocalRegistry, checkout: Path, signing_key: KeyPair
+    docker: Docker, tools: Image, released: Released, signing_key: KeyPair
 ):
-    done = release(checkout, "--image-version", "1.5.0", "--repo", f"{registry.address}/{NAME}")
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    registry, checkout, ref = released.registry, released.checkout, released.ref
     digest = history.read(checkout / "doc/build-history.json")[0]["digest"]
     sbom = (checkout / HOST_SBOM).read_text()
     identity = signing_identity(signing_key.env())
@@ -418,10 +467,18 @@ def test_verify_refuses_a_tag_pointed_at_other_content(
         finally:
             await engine.close()
 
-    anyio.run(verify, f"{registry.address}/{NAME}:1.5.0")  # the untouched release verifies
-    registry.push_tiny_image(NAME, ["1.5.0"])  # someone points the tag at other content
-    with pytest.raises(SigningError, match="cosign verify exited"):
-        anyio.run(verify, f"{registry.address}/{NAME}:1.5.0")
+    anyio.run(verify, ref)  # the untouched release verifies
+    other = registry.push_tiny_image(NAME, [released.version])  # someone points the tag at other content
+    try:
+        with pytest.raises(SigningError, match="cosign verify exited"):
+            anyio.run(verify, ref)
+    finally:
+        # The release is shared: the tag goes back to what the release pushed, the other content goes,
+        # so the tests reading it see the release whatever order they run in.
+        served = Registry(f"{registry.address}/{NAME}")
+        assert served.tag(digest, released.version) == digest
+        assert served.delete(other) == "removed"
+    anyio.run(verify, ref)
 
 
 def test_a_failed_signing_withdraws_the_candidate_and_records_nothing(
@@ -442,17 +499,37 @@ def commit_history(checkout: Path, version: str) -> None:
     subprocess.run(["git", "-C", str(checkout), "commit", "-qam", f"Build history: {version}"], check=True)
 
 
+def follows_the_shared_release(checkout: Path, released: Released) -> str:
+    """checkout's history records the shared release, committed as a maintainer commits it; its version."""
+    (checkout / "doc/build-history.json").write_bytes(history_bytes(released.checkout))
+    commit_history(checkout, released.version)
+    return released.version
+
+
+@pytest.fixture
+def registry_copy(released: Released, tmp_path: Path) -> Iterator[LocalRegistry]:
+    """A registry of its own that holds what the shared release pushed, for a test that releases after it.
+
+    Its storage is a copy of the shared registry's: the test's tags, signatures and floating
+    tags land here, never where the tests reading the shared release look.
+    """
+    copy = LocalRegistry(tmp_path / "registry-copy")
+    shutil.copytree(released.registry.root / "data", copy.root / "data")
+    copy.start()
+    yield copy
+    copy.stop()
+
+
 def test_refresh_releases_the_next_patch_only_when_packages_changed(
-    docker: Docker, image, registry: LocalRegistry, checkout: Path
+    docker: Docker, image, released: Released, registry_copy: LocalRegistry, checkout: Path
 ):
-    repo = f"{registry.address}/{NAME}"
-    done = release(checkout, "--image-version", "1.0.0", "--repo", repo)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    commit_history(checkout, "1.0.0")
+    registry, repo = registry_copy, f"{registry_copy.address}/{NAME}"
+    last = follows_the_shared_release(checkout, released)
+    following = semver.Version.parse(last).bump_patch()
     tags = registry.tags(NAME)
     done = release(checkout, "--repo", repo, command="refresh")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    assert "[refresh] nothing changed since 1.0.0: nothing to release" in done.stdout
+    assert f"[refresh] nothing changed since {last}: nothing to release" in done.stdout
     assert registry.tags(NAME) == tags and len(history.read(checkout / "doc/build-history.json")) == 1
     # The same base with one package more, as after a base image update.
     labels = json.loads(docker.ok("image", "inspect", "-f", "{{json .Config.Labels}}", image))
@@ -471,16 +548,16 @@ def test_refresh_releases_the_next_patch_only_when_packages_changed(
         docker("rmi", "dar-backup-test-base:refresh")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     builds = history.read(checkout / "doc/build-history.json")
-    assert [b["tag"] for b in builds] == ["1.0.0", "1.0.1"]
+    assert [b["tag"] for b in builds] == [last, str(following)]
     assert builds[1]["notes"].startswith("refresh: ") and "+less " in builds[1]["notes"]
     # Both bases are the engine's own images, no registry's: recorded and compared by local image id.
     before, after = (build["platforms"][HOST]["base_local_id"] for build in builds)
     assert before != after and builds[1]["platforms"][HOST]["base_digest"] is None
     assert f"base image local {before} → local {after}" in builds[1]["notes"]
     assert builds[1]["platforms"][HOST]["packages_sha256"] != builds[0]["platforms"][HOST]["packages_sha256"]
-    assert {"1.0.1", "1.0", "latest"} <= set(registry.tags(NAME))
+    assert {str(following), f"{following.major}.{following.minor}", "latest"} <= set(registry.tags(NAME))
     report = json.loads((checkout / "reports/refresh.json").read_text())
-    assert any(note.startswith("refresh 1.0.1: ") and "+less " in note for note in report["notes"])
+    assert any(note.startswith(f"refresh {following}: ") and "+less " in note for note in report["notes"])
 
 
 def test_refresh_without_a_previous_release_has_nothing_to_do(registry: LocalRegistry, checkout: Path):
@@ -491,46 +568,46 @@ def test_refresh_without_a_previous_release_has_nothing_to_do(registry: LocalReg
 
 
 def test_a_second_release_proves_the_first_releases_archives_restore(
-    docker: Docker, image, tools: Image, registry: LocalRegistry, checkout: Path, signing_key: KeyPair
+    docker: Docker, tools: Image, released: Released, registry_copy: LocalRegistry, checkout: Path, signing_key: KeyPair
 ):
-    repo = f"{registry.address}/{NAME}"
-    done = release(checkout, "--image-version", "1.0.0", "--repo", repo)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    first = json.loads((checkout / "reports/release.json").read_text())
+    # The first release is the shared one; the second goes to a copy of its registry.
+    first = json.loads((released.checkout / "reports/release.json").read_text())
     assert [(s["name"], s["status"], s["message"]) for s in first["steps"] if s["stage"] == "upgrade"] == [
         ("archives of the previous release restore with the candidate", "skipped", "skipped: no previous release")
     ]
-    first_notes = (checkout / "reports/release-notes.md").read_text()
+    first_notes = (released.checkout / "reports/release-notes.md").read_text()
     assert (
-        first_notes.startswith("# dar-backup image 1.0.0\n") and "- First release in the build history" in first_notes
+        first_notes.startswith(f"# dar-backup image {released.version}\n")
+        and "- First release in the build history" in first_notes
     )
     assert "## Upgrade check\n\nskipped: no previous release\n" in first_notes
-    commit_history(checkout, "1.0.0")
+    first_version = follows_the_shared_release(checkout, released)
     previous = history.read(checkout / "doc/build-history.json")[0]["image_ref"]
-    done = release(checkout, "--image-version", "1.1.0", "--repo", repo)
+    done = release(checkout, "--image-version", "1.3.0", "--repo", f"{registry_copy.address}/{NAME}")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     report = json.loads((checkout / "reports/release.json").read_text())
-    assert report["run"]["previous_image"] == previous and report["run"]["previous_version"] == "1.0.0"
+    assert report["run"]["previous_image"] == previous and report["run"]["previous_version"] == first_version
     upgrade = [s for s in report["steps"] if s["stage"] == "upgrade"]
     assert upgrade[0]["name"] == f"pull the previous release {previous} ({HOST})"
     assert all(s["status"] == "passed" for s in upgrade), upgrade
     names = [s["name"] for s in upgrade]
     for level in ("FULL", "DIFF", "INCR"):
-        assert f"{level}: the candidate restores 1.0.0's chain" in names
-        assert f"{level}: the candidate's PITR from 1.0.0's catalog" in names
-    assert "rollback: 1.0.0 restores the candidate's FULL" in names
-    assert any(n.startswith(f"upgrade from 1.0.0 ({previous}): previous: dar-backup ") for n in report["notes"])
+        assert f"{level}: the candidate restores {first_version}'s chain" in names
+        assert f"{level}: the candidate's PITR from {first_version}'s catalog" in names
+    assert f"rollback: {first_version} restores the candidate's FULL" in names
+    upgraded = f"upgrade from {first_version} ({previous}): previous: dar-backup "
+    assert any(n.startswith(upgraded) for n in report["notes"])
     # The second release's notes: the first as previous, from the history, and commands that work.
     first_entry, second = history.read(checkout / "doc/build-history.json")
     text = (checkout / "reports/release-notes.md").read_text()
-    assert f"- Previous release: 1.0.0 (`{first_entry['image_ref']}`)" in text
+    assert f"- Previous release: {first_version} (`{first_entry['image_ref']}`)" in text
     assert f"- Image: `{second['image_ref']}`" in text and f"| {HOST} | `{second['digest']}` |" in text
     for tool, key in (("dar-backup", "dar_backup_version"), ("dar", "dar_version"), ("par2", "par2_version")):
         assert f"- {tool} {second[key]} (unchanged)" in text
-    # The same base and packages as 1.0.0: refresh's comparison finds nothing.
-    assert "No change since 1.0.0." in text
+    # The same base and packages as the first: refresh's comparison finds nothing.
+    assert f"No change since {first_version}." in text
     gating = [s for s in upgrade if not s["name"].startswith("rollback: ")]
-    assert f"## Upgrade check\n\npassed: {len(gating)}/{len(gating)} checks, 1.0.0's archives" in text
+    assert f"## Upgrade check\n\npassed: {len(gating)}/{len(gating)} checks, {first_version}'s archives" in text
     commands = text.split("```sh\n", 1)[1].split("\n```", 1)[0].splitlines()
     assert len(commands) == 3 and all(second["image_ref"] in c for c in commands)
     # A user runs them as written, beside the public key they were given.
@@ -579,16 +656,19 @@ class DarRefusesOldArchives(DockerEngine):
         return await super().run(image, argv, **options)
 
 
-def test_a_candidate_that_cannot_read_the_previous_archives_is_refused(image, registry: LocalRegistry, checkout: Path):
-    repo = f"{registry.address}/{NAME}"
-    done = release(checkout, "--image-version", "1.0.0", "--repo", repo)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    commit_history(checkout, "1.0.0")
-    tags, before = registry.tags(NAME), history_bytes(checkout)
-    message = release_in_process(DarRefusesOldArchives, registry, checkout, "1.1.0")
-    assert message.startswith("upgrade from 1.0.0 fails at FULL: the candidate's dar -t scenario_FULL_")
+def test_a_candidate_that_cannot_read_the_previous_archives_is_refused(released: Released, checkout: Path):
+    # The shared release is the previous one, and the candidate reaches its registry only through
+    # a relay that passes reads alone, so it can change nothing the other tests read.
+    previous = follows_the_shared_release(checkout, released)
+    proxy = RelayProxy(released.registry)
+    try:
+        tags, before = released.registry.tags(NAME), history_bytes(checkout)
+        message = release_in_process(DarRefusesOldArchives, proxy, checkout, "1.3.0")
+    finally:
+        proxy.close()
+    assert message.startswith(f"upgrade from {previous} fails at FULL: the candidate's dar -t scenario_FULL_")
     assert "exited 5" in message.splitlines()[0]
-    assert registry.tags(NAME) == tags and history_bytes(checkout) == before
+    assert released.registry.tags(NAME) == tags and history_bytes(checkout) == before
 
 
 def test_test_with_a_previous_image_that_does_not_exist_stops_before_any_backup(docker: Docker, image):
