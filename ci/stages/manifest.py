@@ -1,6 +1,6 @@
 """Manifests of directory trees, as containers print them, and their comparison. Pure functions.
 
-A container prints `find -printf` records, `sha256sum -z` lines and, from its own python3, each
+A container prints `find -printf` records and, from its own python3, `sha256sum -z` lines and each
 path's extended attributes (POSIX ACLs decoded into entries, any other value as its sha256), all
 NUL-separated, so any file name (spaces, newlines, non-UTF-8 bytes) survives; comparisons name the
 path, the attribute, what was expected and what came back.
@@ -18,12 +18,17 @@ HASHES_MARKER = "==sha256=="
 XATTRS_MARKER = "==xattrs=="
 ACL_NAMES = {"system.posix_acl_access": "acl", "system.posix_acl_default": "default_acl"}
 
-# Prints `PATH NAME VALUE` per extended attribute. ACLs are decoded from their binary form
-# (a version 2 header, then 8-byte entries: tag, permissions, id) as `getfacl -n` would print them.
+# Prints, after HASHES_MARKER, `SHA256  ./PATH` per regular file as `sha256sum -z` does, then,
+# after XATTRS_MARKER, `PATH NAME VALUE` per extended attribute. A sparse file's holes are hashed
+# as the zeros they read as, without reading them (SEEK_DATA/SEEK_HOLE): reading 64 MiB of holes
+# cost more than the rest of a manifest. ACLs are decoded from their binary form (a version 2
+# header, then 8-byte entries: tag, permissions, id) as `getfacl -n` would print them.
 # No single quotes: it travels inside MANIFEST_SCRIPT's shell quoting.
-_XATTRS = """
-import hashlib, os, struct, sys
-TAGS = {1: "user:", 2: "user:", 4: "group:", 8: "group:", 16: "mask:", 32: "other:"}
+_HASHES_AND_XATTRS = f"""
+import hashlib, os, stat, struct, sys
+TAGS = {{1: "user:", 2: "user:", 4: "group:", 8: "group:", 16: "mask:", 32: "other:"}}
+CHUNK = 1 << 20
+ZEROS = memoryview(bytes(CHUNK))
 def acl(value):
     entries = []
     for offset in range(4, len(value), 8):
@@ -31,21 +36,48 @@ def acl(value):
         who = str(uid) if tag in (2, 8) else ""
         entries.append(TAGS[tag] + who + ":" + "".join(c if perm & b else "-" for c, b in zip("rwx", (4, 2, 1))))
     return ",".join(entries)
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        fd, position = f.fileno(), 0
+        size = os.fstat(fd).st_size
+        while position < size:
+            try:
+                data = min(os.lseek(fd, position, os.SEEK_DATA), size)
+            except OSError:
+                data = size
+            while position < data:
+                digest.update(ZEROS[: min(CHUNK, data - position)])
+                position += min(CHUNK, data - position)
+            if position >= size:
+                break
+            hole = min(os.lseek(fd, position, os.SEEK_HOLE), size)
+            os.lseek(fd, position, os.SEEK_SET)
+            while position < hole:
+                chunk = os.read(fd, min(CHUNK, hole - position))
+                if not chunk:
+                    break
+                digest.update(chunk)
+                position += len(chunk)
+    return digest.hexdigest()
 out = sys.stdout.buffer
-for top, dirs, files in os.walk(b"."):
-    for name in dirs + files:
-        path = os.path.join(top, name)
-        for attr in sorted(os.listxattr(path, follow_symlinks=False)):
-            value = os.getxattr(path, attr, follow_symlinks=False)
-            shown = acl(value) if attr.startswith("system.posix_acl_") else hashlib.sha256(value).hexdigest()
-            out.write(path[2:] + b"\\0" + attr.encode() + b"\\0" + shown.encode() + b"\\0")
+paths = [os.path.join(top, name) for top, dirs, files in os.walk(b".") for name in dirs + files]
+out.write(b"{HASHES_MARKER}\\0")
+for path in paths:
+    if stat.S_ISREG(os.lstat(path).st_mode):
+        out.write(sha256(path).encode() + b"  " + path + b"\\0")
+out.write(b"{XATTRS_MARKER}\\0")
+for path in paths:
+    for attr in sorted(os.listxattr(path, follow_symlinks=False)):
+        value = os.getxattr(path, attr, follow_symlinks=False)
+        shown = acl(value) if attr.startswith("system.posix_acl_") else hashlib.sha256(value).hexdigest()
+        out.write(path[2:] + b"\\0" + attr.encode() + b"\\0" + shown.encode() + b"\\0")
 """
 
-# Run in a container as: sh -c MANIFEST_SCRIPT sh DIR (with the image's find, sha256sum and python3)
+# Run in a container as: sh -c MANIFEST_SCRIPT sh DIR (with the image's find and python3)
 MANIFEST_SCRIPT = (
     'cd "$1" && find . -mindepth 1 -printf "%y\\0%P\\0%m\\0%T@\\0%i\\0%l\\0%U\\0%G\\0%s\\0%b\\0" && '
-    f'printf "{HASHES_MARKER}\\0" && find . -type f -print0 | xargs -0 -r sha256sum -z && '
-    f"printf \"{XATTRS_MARKER}\\0\" && python3 -c '{_XATTRS}'"
+    f"python3 -c '{_HASHES_AND_XATTRS}'"
 )
 
 

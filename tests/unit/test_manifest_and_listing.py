@@ -27,7 +27,7 @@ from ci.stages.manifest import (
 
 
 def manifest_of(root) -> dict[str, Entry]:
-    """The real MANIFEST_SCRIPT, run here with the host's find and sha256sum."""
+    """The real MANIFEST_SCRIPT, run here with the host's find and python3."""
     out = subprocess.run(["sh", "-c", MANIFEST_SCRIPT, "sh", str(root)], capture_output=True, check=True).stdout
     return parse(out.decode("utf-8", "surrogateescape"))
 
@@ -41,6 +41,33 @@ def test_parses_names_with_newlines_spaces_and_non_utf8_bytes(tmp_path):
     names = {p.encode("utf-8", "surrogateescape") for p in manifest}
     assert names == {b"new\nline.txt", b"with space", b"latin1-\xe9.txt", b"-dash", b"tab\there"}
     assert all(len(entry.sha256) == 64 for entry in manifest.values())
+
+
+def test_hashes_are_what_sha256sum_says_holes_and_all(tmp_path):
+    """Holes are hashed as the zeros they read as: wherever they are, however long."""
+    shapes = {
+        "empty": [],
+        "dense": [(0, b"x" * 5000)],
+        "hole first": [(3 * 2**20, b"data after a hole")],
+        "hole last": [(0, b"data"), (5 * 2**20 + 17, b"")],
+        "holes between": [(0, b"a" * 4096), (2**20, b"b" * 100), (3 * 2**20 + 1, b"c" * 70000), (8 * 2**20, b"")],
+        "only a hole": [(2**21 + 3, b"")],
+    }
+    for name, pieces in shapes.items():
+        with open(tmp_path / name, "wb") as handle:
+            for offset, data in pieces:
+                handle.seek(offset)
+                handle.write(data)
+                handle.truncate(max(offset + len(data), handle.tell()))
+    (tmp_path / "link").symlink_to("dense")
+    os.mkfifo(tmp_path / "fifo")
+    manifest = manifest_of(tmp_path)
+    for name in shapes:
+        stated = subprocess.run(["sha256sum", name], cwd=tmp_path, capture_output=True, text=True, check=True)
+        assert manifest[name].sha256 == stated.stdout.split()[0], name
+    # This file system keeps the holes, so hashing skipped them (a filled-in file has every block).
+    assert int(manifest["holes between"].blocks) * 512 < int(manifest["holes between"].size) // 2
+    assert (manifest["link"].sha256, manifest["fifo"].sha256) == ("", "")
 
 
 def test_truncated_manifest_is_an_error():
