@@ -96,6 +96,32 @@ class Level:
         return f"{DEFINITION}_{self.name}_{date}"
 
 
+@dataclass(frozen=True)
+class PointInTime:
+    """A level's `manager --when` restore: when (after the level's backup), and a path the level deleted."""
+
+    level: Level
+    when: str
+    gone: tuple[str, ...]
+
+    @property
+    def target(self) -> str:
+        return f"/scratch/pitr-{self.level.name}"
+
+    def manager(self, *args: str) -> list[str]:
+        return ["manager", "--backup-def", DEFINITION, "--when", self.when, "--log-stdout", *args]
+
+    def restore_argv(self) -> list[str]:
+        return self.manager("--restore-path", "data", "--target", self.target)
+
+    def report_argvs(self) -> list[list[str]]:
+        """`--pitr-report` for each deleted path: it must say removed."""
+        return [
+            self.manager("--restore-path", f"data/{path}", "--target", f"{self.target}-gone", "--pitr-report")
+            for path in self.gone
+        ]
+
+
 LEVELS = (
     Level("FULL", "-F", "initial"),
     Level("DIFF", "-D", "change_for_diff"),
@@ -250,17 +276,20 @@ class Scenario:
         expected = self.snapshots[level.name]
         with self.report.step(self.stage, f"{level.name}: dar-backup {level.flag} exits 0 in {TIME_ZONE}"):
             dates = await self.back_up(level)
+        pitr = self.point_in_time(level, previous, expected)
         with self.report.step(self.stage, f"{level.name}: archive named in local time, one par2 set per slice"):
-            # One container: the backups, dar-backup --list, and --list-contents of each archive
-            # the level may have made (two only when the backup ran across midnight).
+            # One container: the backups, dar-backup --list, --list-contents of each archive the
+            # level may have made (two only when the backup ran across midnight), and the PITR reports.
             candidates = sorted(level.archive(date) for date in dates)
-            names, listed, *contents = await self.batch(
+            names, listed, *rest = await self.batch(
                 [
                     ["ls", "-1", "/backups"],
                     [ENTRYPOINT, "--list", "-d", DEFINITION],
                     *([ENTRYPOINT, "--list-contents", candidate] for candidate in candidates),
+                    *pitr.report_argvs(),
                 ]
             )
+            contents, reports = rest[: len(candidates)], rest[len(candidates) :]
             archive = self.find_archive(level, dates, fail_unless(names, "ls /backups").stdout.splitlines())
         with self.report.step(self.stage, f"{level.name}: --list and --list-contents show the changes"):
             if archive not in fail_unless(listed, "dar-backup --list").stdout:
@@ -271,11 +300,16 @@ class Scenario:
         with self.report.step(
             self.stage, f"{level.name}: restore {' + '.join(lv.name for lv in LEVELS[: len(chain)])}"
         ):
-            restored = await self.restore_chain("chain", chain)
+            restored, pitr_done, pitr_listed = await self.restore_both("chain", chain, pitr)
             prove_restored(expected, restored, f"restore of {level.name}")
         with self.report.step(self.stage, f"{level.name}: point-in-time restore (manager --when)"):
             earlier = [self.snapshots[lv.name] for lv in LEVELS[: LEVELS.index(level)]]
-            await self.prove_point_in_time(level, previous, expected, earlier)
+            self.prove_point_in_time(pitr, pitr_done, pitr_listed, reports, earlier)
+
+    def point_in_time(self, level: Level, previous: Manifest, expected: Manifest) -> PointInTime:
+        """Now, after the level's backup, in the story's zone, to the second as `date` prints it."""
+        when = dt.datetime.now(ZoneInfo(TIME_ZONE)).strftime("%Y-%m-%d %H:%M:%S")
+        return PointInTime(level, when, tuple(sorted(changed_paths(previous, expected)[1])[:1]))
 
     async def back_up(self, level: Level) -> set[str]:
         """Run the level's backup; the local dates it may carry (at start or end: midnight)."""
@@ -297,8 +331,23 @@ class Scenario:
         wanted = " or ".join(level.archive(d) for d in sorted(dates))
         raise StageFailure(f"no archive {wanted} in /backups (found: {', '.join(sorted(names)) or 'nothing'})")
 
-    async def restore_chain(self, label: str, chain: Sequence[str]) -> Manifest:
-        """Restore FULL, then each later archive over it; the restored tree's manifest.
+    async def restore_both(
+        self, label: str, chain: Sequence[str], pitr: PointInTime
+    ) -> tuple[Manifest, RunResult, RunResult]:
+        """The chain restored, then the point-in-time restore; one container reads both trees back.
+
+        The chain's tree, and the point-in-time restore's result and manifest listing, which
+        `prove_point_in_time` judges in a step of its own.
+        """
+        target = await self.restore(label, chain)
+        done = await self.user(pitr.restore_argv())
+        restored, listed = await self.batch(
+            [manifest_argv(f"{target}/data"), manifest_argv(f"{pitr.target}/data")], as_root=len(chain) > 1
+        )
+        return manifest_of(restored, f"{target}/data"), done, listed
+
+    async def restore(self, label: str, chain: Sequence[str]) -> str:
+        """Restore FULL, then each later archive over it, into the label's target; the target.
 
         A label's target keeps what was restored into it: `chain` starts with the archives it
         holds, and only the rest are restored. dar-backup refuses to restore over a directory with
@@ -325,38 +374,34 @@ class Scenario:
             forced = await self.user([*overwrite, "--force-unsafe-restore-target"], as_root=True)
             fail_unless(forced, f"dar-backup -r {archive} --force-unsafe-restore-target as root")
             held.append(archive)
-        return await self.manifest(f"{target}/data", as_root=len(chain) > 1)
+        return target
 
-    async def prove_point_in_time(
-        self, level: Level, previous: Manifest, expected: Manifest, earlier: Sequence[Manifest]
+    def prove_point_in_time(
+        self,
+        pitr: PointInTime,
+        done: RunResult,
+        listed: RunResult,
+        reports: Sequence[RunResult],
+        earlier: Sequence[Manifest],
     ) -> None:
-        """`manager --when` restores the level's tree; `earlier` are the snapshots of the levels before it."""
-        # Now, after the level's backup, in the story's zone, to the second as `date` prints it.
-        when = dt.datetime.now(ZoneInfo(TIME_ZONE)).strftime("%Y-%m-%d %H:%M:%S")
-        target = f"/scratch/pitr-{level.name}"
-        pitr = ["manager", "--backup-def", DEFINITION, "--when", when, "--log-stdout"]
-        fail_unless(await self.user([*pitr, "--restore-path", "data", "--target", target]), f"PITR at {when}")
-        gone = sorted(changed_paths(previous, expected)[1])[:1]
-        listed, *reports = await self.batch(
-            [
-                manifest_argv(f"{target}/data"),
-                *(
-                    [*pitr, "--restore-path", f"data/{path}", "--target", f"{target}-gone", "--pitr-report"]
-                    for path in gone
-                ),
-            ]
-        )
+        """The `manager --when` restore equals the level's tree, and each deleted path is reported removed.
+
+        `earlier` are the snapshots of the levels before it.
+        """
+        fail_unless(done, f"PITR at {pitr.when}")
+        expected = self.snapshots[pitr.level.name]
         # Held to what dar-backup 1.1.11 does (removed xattrs return): were that fixed, this fails and says so.
         restores = as_point_in_time_restores(expected, earlier)
-        fail_on(compare(restores, manifest_of(listed, f"{target}/data")), f"point-in-time restore at {when}")
+        restored = manifest_of(listed, f"{pitr.target}/data")
+        fail_on(compare(restores, restored), f"point-in-time restore at {pitr.when}")
         for path in sorted(p for p in restores if restores[p] != expected[p]):
             self.report.notes.append(
-                f"{level.name}: manager --when brought back xattrs removed earlier on {path!r} (known limitation)"
+                f"{pitr.level.name}: manager --when brought back xattrs removed earlier on {path!r} (known limitation)"
             )
-        for path, report in zip(gone, reports, strict=True):
+        for path, report in zip(pitr.gone, reports, strict=True):
             if report.ok or "removed" not in report.stdout + report.stderr:
                 raise StageFailure(
-                    f"PITR at {when} does not report deleted {path!r} as removed (exit {report.exit_code})"
+                    f"PITR at {pitr.when} does not report deleted {path!r} as removed (exit {report.exit_code})"
                 )
 
     async def prove_bitrot_repair(self) -> None:
@@ -383,24 +428,28 @@ class Scenario:
                 fail_unless(next(results), "par2 repair")
                 if sha256_of(next(results), path) != original:
                     raise StageFailure(f"par2 repair did not restore the original bytes of {path} ({shape.name})")
+        path = slice_path(full, BEYOND_REPAIR)
         with self.report.step(self.stage, "bitrot: after the repairs dar -t passes and the restore equals FULL"):
             fail_unless(next(results), "dar -t after repair")
-            snapshot, restored = self.snapshots["FULL"], await self.restore_chain("repaired", [full])
-            prove_restored(snapshot, restored, "restore after repair")
-        await self.prove_beyond_repair(full)
+            target = f"{await self.restore('repaired', [full])}/data"
+            # The restored tree is read by the container that then damages the slice beyond repair.
+            listed, *beyond = await self.batch(
+                [manifest_argv(target), *corrupt_argvs(path, BEYOND_REPAIR), repair_argv(path), sha256_argv(path)]
+            )
+            prove_restored(self.snapshots["FULL"], manifest_of(listed, target), "restore after repair")
+        await self.prove_beyond_repair(full, beyond)
 
-    async def prove_beyond_repair(self, full: str) -> None:
+    async def prove_beyond_repair(self, full: str, results: Sequence[RunResult]) -> None:
         """Damage past the par2 redundancy: repair must fail and the restore must not pass as equal.
 
-        Last in the story: it leaves the FULL archive unrecoverable.
+        `results` are those of `corrupt_argvs`, the repair and the slice's hash after it. Last in
+        the story: it leaves the FULL archive unrecoverable.
         """
         path = slice_path(full, BEYOND_REPAIR)
         with self.report.step(
             self.stage, "bitrot beyond repair: par2 repair fails, the slice is unrecoverable"
         ) as step:
-            *corrupting, repair, repaired = await self.batch(
-                [*corrupt_argvs(path, BEYOND_REPAIR), repair_argv(path), sha256_argv(path)]
-            )
+            *corrupting, repair, repaired = results
             original = corrupted(path, BEYOND_REPAIR, *corrupting)
             if repair.ok:
                 raise StageFailure(

@@ -119,15 +119,18 @@ class Upgrade:
         with self.report.step(STAGE, f"{level.name}: {version} backs up ({level.flag}) in {TIME_ZONE}"):
             expected = await old.change_data(level)
             archive = await old.archive_of(level, await old.back_up(level))
+        pitr = new.point_in_time(level, previous, expected)
         with self.report.step(STAGE, f"{level.name}: the candidate's dar -t passes on {version}'s archive"):
-            fail_unless(await new.user(["dar", "-t", f"/backups/{archive}", "-Q"]), f"the candidate's dar -t {archive}")
+            # The candidate's PITR reports from the old catalog come back from the same container.
+            tested, *reports = await new.batch([["dar", "-t", f"/backups/{archive}", "-Q"], *pitr.report_argvs()])
+            fail_unless(tested, f"the candidate's dar -t {archive}")
         chain = [old.archives[lv.name] for lv in LEVELS[: LEVELS.index(level) + 1]]
         with self.report.step(STAGE, f"{level.name}: the candidate restores {version}'s chain"):
-            restored = await new.restore_chain("upgrade", chain)
+            restored, pitr_done, pitr_listed = await new.restore_both("upgrade", chain, pitr)
             prove_restored(expected, restored, f"restore of {level.name}")
         with self.report.step(STAGE, f"{level.name}: the candidate's PITR from {version}'s catalog"):
             earlier = [old.snapshots[lv.name] for lv in LEVELS[: LEVELS.index(level)]]
-            await new.prove_point_in_time(level, previous, expected, earlier)
+            new.prove_point_in_time(pitr, pitr_done, pitr_listed, reports, earlier)
         return expected
 
     async def rollback(self) -> None:
@@ -138,5 +141,5 @@ class Upgrade:
             await new.set_up()
             expected = await new.change_data(full)
             archive = await new.archive_of(full, await new.back_up(full))
-            restored = await old.restore_chain("rollback", [archive])
-            prove_restored(expected, restored, f"{version}'s restore")
+            target = await old.restore("rollback", [archive])
+            prove_restored(expected, await old.manifest(f"{target}/data"), f"{version}'s restore")

@@ -190,10 +190,11 @@ for path, st in (("sparse.img", stat), ("meta/acl.txt", os.stat("meta/acl.txt"))
 class LossyRestore(Scenario):
     """A restore that drops an xattr, loses an ACL and writes a sparse file's holes out."""
 
-    async def manifest(self, directory: str, *, as_root: bool = False):
-        if self.restored.get("chain") == [self.archives["FULL"]]:  # the FULL restore, before DIFF's
-            await self.user(["python3", "-c", LOSSY_RESTORE, directory])
-        return await super().manifest(directory, as_root=as_root)
+    async def restore(self, label: str, chain):
+        target = await super().restore(label, chain)
+        if (label, list(chain)) == ("chain", [self.archives["FULL"]]):
+            await self.user(["python3", "-c", LOSSY_RESTORE, f"{target}/data"])
+        return target
 
 
 def run_scenario(docker: Docker, image: str, scenario_class: type[Scenario]) -> tuple[str, Report]:
