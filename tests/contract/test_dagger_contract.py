@@ -94,7 +94,7 @@ def run_pipeline(
     return Recorded(session, config, report, cert)
 
 
-# Fewer execs than the whole story has (30: its helper steps batched) means it did not all run.
+# Fewer execs than the whole story has (26: its helper steps batched) means it did not all run.
 STORY_EXECS = 25
 
 
