@@ -418,9 +418,7 @@ def warm_pipeline_figure(runs: int = 3) -> Figure:
             steps = json.loads((reports / "test.json").read_text())["steps"]
             totals.append(sum(step["seconds"] for step in steps))
     warm = statistics.median(totals[1:])
-    return Figure(
-        f"warm `scripts/dev pipeline`: seconds of its steps (median of {runs})", warm, "s", "<= 20 s", warm <= 20
-    )
+    return Figure(f"warm pipeline: seconds of its steps (median of {runs})", warm, "s", "<= 20 s", warm <= 20)
 
 
 async def host_test_stage(client: str) -> Figure:
