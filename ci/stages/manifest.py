@@ -25,7 +25,7 @@ ACL_NAMES = {"system.posix_acl_access": "acl", "system.posix_acl_default": "defa
 # header, then 8-byte entries: tag, permissions, id) as `getfacl -n` would print them.
 # No single quotes: it travels inside MANIFEST_SCRIPT's shell quoting.
 _HASHES_AND_XATTRS = f"""
-import hashlib, os, stat, struct, sys
+import errno, hashlib, os, stat, struct, sys
 TAGS = {{1: "user:", 2: "user:", 4: "group:", 8: "group:", 16: "mask:", 32: "other:"}}
 CHUNK = 1 << 20
 ZEROS = memoryview(bytes(CHUNK))
@@ -44,7 +44,9 @@ def sha256(path):
         while position < size:
             try:
                 data = min(os.lseek(fd, position, os.SEEK_DATA), size)
-            except OSError:
+            except OSError as err:
+                if err.errno != errno.ENXIO:  # ENXIO: nothing but a hole up to the end
+                    raise
                 data = size
             while position < data:
                 digest.update(ZEROS[: min(CHUNK, data - position)])
@@ -52,6 +54,8 @@ def sha256(path):
             if position >= size:
                 break
             hole = min(os.lseek(fd, position, os.SEEK_HOLE), size)
+            if hole <= position:
+                raise OSError(f"{{path!r}}: no data at {{position}} after SEEK_DATA found some")
             os.lseek(fd, position, os.SEEK_SET)
             while position < hole:
                 chunk = os.read(fd, min(CHUNK, hole - position))
@@ -107,7 +111,7 @@ def parse(text: str) -> dict[str, Entry]:
     """Parse what MANIFEST_SCRIPT printed."""
     listing, marker, rest = text.partition(f"{HASHES_MARKER}\0")
     if not marker:
-        raise OutputError("manifest has no hash section (did the listing command fail?)")
+        raise OutputError("manifest has no hash section (did find or python3 fail?)")
     hashes, marker, xattr_text = rest.partition(f"{XATTRS_MARKER}\0")
     if not marker:
         raise OutputError("manifest has no xattr section (did python3 fail?)")

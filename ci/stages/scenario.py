@@ -2,9 +2,10 @@
 
 Every step is an engine `run` against this run's volumes; containers print manifests and
 listings, and every judgement is a pure function (ci.manifest, ci.listing) over what they print.
-Every backup and restore is a container of its own, started as users start the image; what only
-looks (snapshots, listings, hashes, corruptions, dar -t, par2) is batched, a container a step, as
-container starts are most of the story's time. Each proof is still its own step in the report.
+Every backup and restore is a container of its own, started as users start the image; the helper
+steps (data changes, snapshots, listings, hashes, corruptions, dar -t, par2, PITR reports) are
+batched, a container a step, as container starts were most of the story's time. Each proof is
+still its own step in the report, failing on its own.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from zoneinfo import ZoneInfo
 from ci.core.errors import StageFailure
 from ci.core.platforms import slug
 from ci.core.report import Report
-from ci.engines.batch import Batch
+from ci.engines.batch import NOT_RUN, Batch
 from ci.engines.seam import Engine, Image, Mount, RunResult, Volume
 from ci.stages import dataset, listing
 from ci.stages.manifest import (
@@ -115,9 +116,12 @@ class PointInTime:
         return self.manager("--restore-path", "data", "--target", self.target)
 
     def report_argvs(self) -> list[list[str]]:
-        """`--pitr-report` for each deleted path: it must say removed."""
+        """`--pitr-report` for each deleted path (it must say removed), through the entrypoint script."""
         return [
-            self.manager("--restore-path", f"data/{path}", "--target", f"{self.target}-gone", "--pitr-report")
+            [
+                ENTRYPOINT,
+                *self.manager("--restore-path", f"data/{path}", "--target", f"{self.target}-gone", "--pitr-report"),
+            ]
             for path in self.gone
         ]
 
@@ -187,6 +191,13 @@ def fail_unless(result: RunResult, what: str) -> RunResult:
     return result
 
 
+def ran(result: RunResult, what: str) -> RunResult:
+    """A result that may be a failure, of a command that ran: a batch cut short is no expected failure."""
+    if result.exit_code == NOT_RUN:
+        raise StageFailure(f"{what} never ran:\n{result.tail()}")
+    return result
+
+
 def fail_on(problems: Sequence[str], what: str, limit: int = 20) -> None:
     if problems:
         more = f"\n  … and {len(problems) - limit} more" if len(problems) > limit else ""
@@ -230,8 +241,8 @@ class Scenario:
         batch = Batch.of(commands)
         return batch.results(await self.user(batch.argv, as_root=as_root))
 
-    async def manifest(self, directory: str, *, as_root: bool = False) -> Manifest:
-        return manifest_of(await self.user(manifest_argv(directory), as_root=as_root), directory)
+    async def manifest(self, directory: str) -> Manifest:
+        return manifest_of(await self.user(manifest_argv(directory)), directory)
 
     async def run(self) -> None:
         with self.report.step(self.stage, "volumes and backup definition"):
@@ -307,8 +318,13 @@ class Scenario:
             self.prove_point_in_time(pitr, pitr_done, pitr_listed, reports, earlier)
 
     def point_in_time(self, level: Level, previous: Manifest, expected: Manifest) -> PointInTime:
-        """Now, after the level's backup, in the story's zone, to the second as `date` prints it."""
-        when = dt.datetime.now(ZoneInfo(TIME_ZONE)).strftime("%Y-%m-%d %H:%M:%S")
+        """The level's PITR: at the next whole second after its backup, in the story's zone.
+
+        Rounded up, so that it is not before anything the backup saw; the next level changes data
+        seconds later. Taken on the host, whose clock is the engine's (NTP keeps a remote one so).
+        """
+        now = dt.datetime.now(ZoneInfo(TIME_ZONE))
+        when = (now.replace(microsecond=0) + dt.timedelta(seconds=1)).strftime("%Y-%m-%d %H:%M:%S")
         return PointInTime(level, when, tuple(sorted(changed_paths(previous, expected)[1])[:1]))
 
     async def back_up(self, level: Level) -> set[str]:
@@ -354,7 +370,7 @@ class Scenario:
         an extended POSIX ACL (its overwrite preflight cannot establish exclusive control) unless
         root passes --force-unsafe-restore-target. The data set has one, so each overlay proves
         the non-root refusal, then runs as root; what root restored belongs to root (mode 600
-        files included), so root reads the tree back.
+        files included), so root reads such a tree back.
         """
         target = f"/scratch/restore-{label}"
         held = self.restored.setdefault(label, [])
@@ -399,7 +415,7 @@ class Scenario:
                 f"{pitr.level.name}: manager --when brought back xattrs removed earlier on {path!r} (known limitation)"
             )
         for path, report in zip(pitr.gone, reports, strict=True):
-            if report.ok or "removed" not in report.stdout + report.stderr:
+            if ran(report, f"PITR report of {path!r}").ok or "removed" not in report.stdout + report.stderr:
                 raise StageFailure(
                     f"PITR at {pitr.when} does not report deleted {path!r} as removed (exit {report.exit_code})"
                 )
@@ -422,7 +438,7 @@ class Scenario:
             path = slice_path(full, shape)
             with self.report.step(self.stage, f"bitrot, {shape.name}: corrupted slice fails dar -t"):
                 original = corrupted(path, shape, next(results), next(results), next(results))
-                if next(results).ok:
+                if ran(next(results), f"dar -t of corrupted {path}").ok:
                     raise StageFailure(f"dar -t passed on corrupted {path} ({shape.name})")
             with self.report.step(self.stage, f"bitrot, {shape.name}: par2 repair restores the exact bytes"):
                 fail_unless(next(results), "par2 repair")
@@ -451,7 +467,7 @@ class Scenario:
         ) as step:
             *corrupting, repair, repaired = results
             original = corrupted(path, BEYOND_REPAIR, *corrupting)
-            if repair.ok:
+            if ran(repair, f"par2 repair of {path}").ok:
                 raise StageFailure(
                     f"par2 repair exited 0 on {path}, damaged beyond its {PAR2_REDUNDANCY_PERCENT} % redundancy"
                 )

@@ -225,6 +225,12 @@ def test_corruption_that_dar_does_not_notice_fails_the_stage(schema, tmp_path, m
         run_pipeline(schema, World(exit_codes={"dar -t": 0}), "test", tmp_path, monkeypatch)
 
 
+def test_a_batch_cut_short_is_not_the_failure_a_proof_expects(schema, tmp_path, monkeypatch):
+    # The container dies at the first dar -t on a corrupted slice: that is no "dar -t fails".
+    with pytest.raises(StageFailure, match=r"dar -t of corrupted .*\.1\.dar never ran:\n.*Killed"):
+        run_pipeline(schema, World(batch_dies_at="dar -t"), "test", tmp_path, monkeypatch)
+
+
 def test_a_par2_that_claims_a_repair_it_did_not_make_fails_the_stage(schema, tmp_path, monkeypatch):
     with pytest.raises(
         StageFailure, match=r"par2 repair did not restore the original bytes of .*\.1\.dar \(contiguous\)"

@@ -67,11 +67,10 @@ def test_report_has_every_level_and_check(two_runs):
         )
         assert f"{level}: point-in-time restore (manager --when)" in names
     assert "bitrot, fragmented: par2 repair restores the exact bytes" in names
-    # Each step is timed. A step that judges what an earlier step's container printed (a batch
+    # A step that judges what an earlier step's container printed (a batch
     # of probes or bitrot proofs) may take less than the millisecond the report rounds to; the
     # steps that back up, restore or change the data each start containers of their own.
     steps = two_runs[0][2]["steps"]
-    assert all(step["seconds"] >= 0 for step in steps)
     starts_containers = [s for s in steps if re.search(r"dar-backup -[FDI] exits 0|: restore |change data", s["name"])]
     assert len(starts_containers) == 9 and all(step["seconds"] > 0 for step in starts_containers)
 

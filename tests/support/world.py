@@ -84,6 +84,8 @@ class World:
     beyond_repair: bool = False
     # A par2 that exits 0 without repairing: "always", or only "beyond" its redundancy.
     par2_lies: str = ""
+    # A batch's container dies when it reaches this command (`dar -t`, `par2`): the rest never run.
+    batch_dies_at: str = ""
     # What dar does with such a slice: restores different bytes (False: a restore that looks whole).
     damaged_restore_differs: bool = True
     results: dict[str, tuple[int, str, str]] = field(default_factory=dict)
@@ -125,6 +127,8 @@ class World:
             return self.alone(argv, self.execute(argv, chain))
         boundary, out, err = argv[4], "", ""
         for index, command in enumerate(commands):
+            if self.batch_dies_at in (" ".join(command[:2]), command[0]):
+                return 137, out, err + "Killed\n"
             code, stdout, stderr = self.alone(command, self.execute(command, chain))
             out += f"{stdout}\n{boundary} {index} {code}\n"
             err += f"{stderr}\n{boundary} {index} {code}\n"
