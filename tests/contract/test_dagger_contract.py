@@ -209,6 +209,16 @@ def test_every_exec_busts_the_cache_and_scenario_execs_mount_the_run_volumes(sch
         }
 
 
+def test_every_exec_expects_any_exit_code_so_its_whole_output_is_read(schema, tmp_path, monkeypatch):
+    # Dagger v0.21.8 reads an exec's stdout and stderr whole (core/container_exec.go,
+    # metaFileContents: os.ReadFile); a failing exec that does not expect it becomes an error whose
+    # output is cut at MaxExecErrorOutputBytes (core/exec_error.go). A batch's results, and a
+    # failing command's, need the whole output.
+    recorded = run_pipeline(schema, World(), "test", tmp_path, monkeypatch)
+    assert len(recorded.execs()) > STORY_EXECS
+    assert {calls(c, "withExec")[-1].get("expect") for c in recorded.execs()} == {"ANY"}
+
+
 def test_two_runs_never_share_volumes(schema, tmp_path, monkeypatch):
     first = run_pipeline(schema, World(), "test", tmp_path / "a", monkeypatch)
     second = run_pipeline(schema, World(), "test", tmp_path / "b", monkeypatch)
