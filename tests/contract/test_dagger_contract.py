@@ -210,7 +210,7 @@ def test_every_exec_busts_the_cache_and_scenario_execs_mount_the_run_volumes(sch
 
 
 def test_every_exec_expects_any_exit_code_so_its_whole_output_is_read(schema, tmp_path, monkeypatch):
-    # Dagger v0.21.8 reads an exec's stdout and stderr whole (core/container_exec.go,
+    # The pinned engine reads an exec's stdout and stderr whole (core/container_exec.go,
     # metaFileContents: os.ReadFile); a failing exec that does not expect it becomes an error whose
     # output is cut at MaxExecErrorOutputBytes (core/exec_error.go). A batch's results, and a
     # failing command's, need the whole output.
