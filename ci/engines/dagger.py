@@ -20,7 +20,7 @@ from dagger import dag
 
 from ci.core.baseimage import BaseImage
 from ci.core.errors import EngineError
-from ci.engines.seam import BuildSpec, Image, Mount, RunResult, Volume
+from ci.engines.seam import BuildSpec, Image, Mount, Pushed, RunResult, Volume
 from ci.oci.auth import RegistryAuth, SecretRef
 from ci.oci.base import resolve_digest
 
@@ -138,7 +138,14 @@ class DaggerEngine:
         container = self._containers[image.ref]
         return {name: await container.label(name) for name in names}
 
-    async def publish(self, images: Sequence[Image], ref: str, auth: RegistryAuth | None) -> str:
+    async def publish(
+        self, images: Sequence[Image], repo: str, candidate_tag: str, auth: RegistryAuth | None
+    ) -> Pushed:
+        # The engine pushes by tag only: publish never asks for a push by digest
+        # (engine/engineutil/containerimage.go, PublishContainerImage), and an address without a
+        # tag is pushed as `:latest` (engine/server/resolver/resolver.go, PushImage: TagNameOnly).
+        # So the candidate goes up under a tag of its own that no user pulls; the release removes it.
+        ref = f"{repo}:{candidate_tag}"
         containers = [self._containers[image.ref] for image in images]
         try:
             if len(containers) == 1:
@@ -152,7 +159,8 @@ class DaggerEngine:
         _, sep, digest = published.partition("@")
         if not sep or not digest.startswith("sha256:"):
             raise EngineError(f"publish of {ref} returned {published!r}, not ref@sha256:…")
-        return digest
+        # The engine reports the index's digest only: its entries are read back from the registry.
+        return Pushed(digest, tag=candidate_tag)
 
     async def pull(self, ref: str, auth: RegistryAuth | None, platform: str | None = None) -> Image:
         empty = self.client.container(platform=dagger.Platform(platform) if platform else None)

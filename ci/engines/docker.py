@@ -23,7 +23,7 @@ from ci.core.log import say
 from ci.core.platforms import host_platform
 from ci.engines.docker_push import push_saved_image
 from ci.engines.provision import ensure_base_image, ensure_client, ensure_daemon, ensure_emulation
-from ci.engines.seam import BuildSpec, Image, Mount, RunResult, Volume
+from ci.engines.seam import BuildSpec, Image, Mount, Pushed, RunResult, Volume
 from ci.oci.auth import RegistryAuth, SecretRef, read_secret
 from ci.oci.base import resolve_digest
 from ci.oci.media import INDEX, Descriptor, image_index
@@ -222,8 +222,10 @@ class DockerEngine:
         if done.returncode != 0:
             raise EngineError(f"login to {auth.address} as {auth.username} was refused")
 
-    async def publish(self, images: Sequence[Image], ref: str, auth: RegistryAuth | None) -> str:
-        repo, _, tag = ref.rpartition(":")
+    async def publish(
+        self, images: Sequence[Image], repo: str, candidate_tag: str, auth: RegistryAuth | None
+    ) -> Pushed:
+        # The registry API takes a manifest under its own digest, so no tag is needed: candidate_tag is unused.
         registry = Registry.logged_in(repo, auth)
         pushed: dict[str, Descriptor] = {}
         with tempfile.TemporaryDirectory(prefix="dar-backup-ci-push-", dir="/var/tmp") as tmp:
@@ -232,18 +234,22 @@ class DockerEngine:
                 await self._checked([self.client, "save", "-o", str(saved), image.ref], f"saving {image.description}")
                 platform = image.platform or self.host
                 try:
-                    pushed[platform] = await anyio.to_thread.run_sync(
-                        push_saved_image, registry, saved, tag if len(images) == 1 else None
-                    )
+                    pushed[platform] = await anyio.to_thread.run_sync(push_saved_image, registry, saved, None)
                 except RegistryError as err:
                     raise EngineError(f"pushing {image.description} to {repo}: {err}") from None
                 saved.unlink()
+        platforms = {platform: descriptor.digest for platform, descriptor in pushed.items()}
         if len(images) == 1:
-            return next(iter(pushed.values())).digest
+            return Pushed(next(iter(platforms.values())), platforms)
+        body = image_index(pushed)
+        index = Descriptor.of(INDEX, body)
         try:
-            return registry.put_manifest(tag, INDEX, image_index(pushed))
+            stored = registry.put_manifest(index.digest, INDEX, body)
         except RegistryError as err:
-            raise EngineError(f"pushing the image index {ref}: {err}") from None
+            raise EngineError(f"pushing the image index to {repo}: {err}") from None
+        if stored != index.digest:
+            raise EngineError(f"the registry stored the index as {stored}, not {index.digest}")
+        return Pushed(index.digest, platforms)
 
     async def pull(self, ref: str, auth: RegistryAuth | None, platform: str | None = None) -> Image:
         where = ["--platform", platform] if platform else []

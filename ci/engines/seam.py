@@ -53,6 +53,21 @@ class Mount:
 
 
 @dataclass(frozen=True)
+class Pushed:
+    """What a publish wrote: no tag a user would pull, only the candidate's digest (and its tag, if any).
+
+    `digest` is the manifest's (one image) or the index's (several); `platforms` is each
+    platform manifest's digest as the engine pushed it, empty where the engine does not say
+    (Dagger reports the index's digest only); `tag` is the candidate tag it was pushed under,
+    None when it went up by digest alone.
+    """
+
+    digest: str
+    platforms: Mapping[str, str] = field(default_factory=dict)
+    tag: str | None = None
+
+
+@dataclass(frozen=True)
 class RunResult:
     exit_code: int
     stdout: str
@@ -115,11 +130,14 @@ class Engine(Protocol):
         """The value of each named label (None where the image has no such label)."""
         ...
 
-    async def publish(self, images: Sequence[Image], ref: str, auth: RegistryAuth | None) -> str:
-        """Push images as ref and return what ref now names (sha256:…).
+    async def publish(
+        self, images: Sequence[Image], repo: str, candidate_tag: str, auth: RegistryAuth | None
+    ) -> Pushed:
+        """Push images to repo as a candidate: by digest where the engine can, else under
+        candidate_tag (never a version), so that no tag a user pulls names it yet.
 
         One image is pushed as its manifest; several (one per platform) as an OCI image index
-        whose platform manifests are pushed first, by digest, so ref never names half of them.
+        whose platform manifests are pushed first, by digest, so nothing names half of them.
         """
         ...
 

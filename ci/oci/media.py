@@ -16,6 +16,9 @@ CONFIG = "application/vnd.oci.image.config.v1+json"
 LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+# The OCI empty descriptor's media type and its one content, `{}`.
+EMPTY = "application/vnd.oci.empty.v1+json"
+EMPTY_CONTENT = b"{}"
 # What a client accepts when it reads a tag: either kind of index or manifest.
 MANIFEST_TYPES = ", ".join([INDEX, MANIFEST, DOCKER_LIST, DOCKER_MANIFEST])
 
@@ -48,6 +51,27 @@ def image_manifest(config: Descriptor, layers: Sequence[Descriptor]) -> bytes:
             "layers": [layer.as_json() for layer in layers],
         }
     )
+
+
+def placeholder_manifest(note: str) -> bytes:
+    """A manifest of nothing (the empty config, no layers), made unique by its note.
+
+    A tag pointed at it names no image any more: the way to remove a tag where the registry
+    deletes manifests by digest only (and each with every tag naming it).
+    """
+    return encode(
+        {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST,
+            "config": Descriptor.of(EMPTY, EMPTY_CONTENT).as_json(),
+            "layers": [],
+            "annotations": {"org.dar-backup.placeholder": note},
+        }
+    )
+
+
+def is_digest(reference: str) -> bool:
+    return reference.startswith("sha256:")
 
 
 def image_index(manifests: Mapping[str, Descriptor]) -> bytes:

@@ -19,7 +19,7 @@ from typing import IO
 
 from ci.core.errors import RegistryError
 from ci.oci.auth import RegistryAuth, read_secret, split_repo
-from ci.oci.media import MANIFEST_TYPES
+from ci.oci.media import EMPTY, EMPTY_CONTENT, MANIFEST, MANIFEST_TYPES, Descriptor, is_digest, placeholder_manifest
 
 # Tags are read a page at a time; a listing longer than this is refused rather than truncated.
 TAGS_PAGE_SIZE = 100
@@ -197,10 +197,13 @@ class Registry:
         return answer.headers["docker-content-digest"]
 
     def manifest(self, reference: str) -> tuple[str, bytes]:
-        """(media type, bytes) of the manifest or index a tag or digest names."""
+        """(media type, bytes) of the manifest or index a tag or digest names; by digest, refused
+        unless the bytes hash to it (a registry could serve anything under a digest it was asked for)."""
         answer = self.request("GET", f"manifests/{reference}", {"Accept": MANIFEST_TYPES})
         if answer.status != 200:
             raise RegistryError(f"reading manifest {self.repo}:{reference}: HTTP {answer.status}")
+        if is_digest(reference) and "sha256:" + hashlib.sha256(answer.body).hexdigest() != reference:
+            raise RegistryError(f"manifest {reference} of {self.repo}: the bytes have another digest")
         return answer.headers.get("content-type", json.loads(answer.body).get("mediaType", "")), answer.body
 
     def blob(self, digest: str) -> bytes:
@@ -240,6 +243,18 @@ class Registry:
         """Point `tag` at the manifest `digest`; returns the digest the registry now serves for it."""
         media_type, body = self.manifest(digest)
         return self.put_manifest(tag, media_type, body)
+
+    def untag(self, tag: str, note: str) -> str:
+        """Remove tag and nothing else: "removed", or "not allowed" (the tag then names an empty placeholder).
+
+        Distribution 2.x deletes manifests by digest only, taking every tag that names the
+        manifest with it: deleting the image a candidate tag names would delete its release too.
+        The tag is pointed at a placeholder of its own, which is then deleted.
+        """
+        self.upload_blob(Descriptor.of(EMPTY, EMPTY_CONTENT).digest, EMPTY_CONTENT)
+        placeholder = self.put_manifest(tag, MANIFEST, placeholder_manifest(note))
+        outcome = self.delete(placeholder)
+        return "removed" if outcome in ("removed", "absent") else outcome
 
     def delete(self, digest: str) -> str:
         """Remove a manifest: "removed", "absent" (nothing to remove) or "not allowed" by this registry."""

@@ -1,9 +1,11 @@
-"""Publishing a tested release: push it by digest, verify, sign, move the floating tags, record.
+"""Publishing a tested release: push a candidate, verify, sign, then write the version tags, record.
 
-Order matters: nothing is pushed before every gate passed; no floating tag moves before the
-pushed digest was read back, re-gated, signed, its SBOM and SLSA provenance attested and all
-of it verified; the history and the release notes change only after all of that. What was
-pushed is a `Candidate`: any failure from the push on withdraws it.
+Order matters: nothing is pushed before every gate passed; the candidate goes up by digest (or
+under a candidate tag that is not a version, where the engine pushes only by tag), so no tag a
+user would pull names it until it was read back, re-gated, signed, its SBOM and SLSA provenance
+attested and all of it verified, by digest. Only then is the version tag written (if it is still
+absent), then the floating tags; the history and the release notes change after all of that.
+What was pushed is a `Candidate`: any failure until the version tag is written withdraws it.
 """
 
 from __future__ import annotations
@@ -21,15 +23,15 @@ from ci.core.config import REPO_ROOT, RunConfig, rfc3339
 from ci.core.errors import PipelineError, RegistryError, StageFailure
 from ci.core.files import write_atomically
 from ci.core.report import Report
-from ci.engines.seam import Engine, Image
+from ci.engines.seam import Engine, Image, Pushed
 from ci.image import sbom
 from ci.image.gates import refuse, same_versions
 from ci.image.probe import gate_image
 from ci.image.sbom import write_sbom
 from ci.oci import media
 from ci.oci.auth import SecretRef, docker_config, read_secret
-from ci.oci.registry import is_loopback
-from ci.release import history, notes, provenance, refresh, signing
+from ci.oci.registry import Registry, is_loopback
+from ci.release import history, notes, provenance, refresh, signing, tags
 from ci.release.plan import STAGE, Plan
 from ci.release.provenance import file_digests
 from ci.stages.build import Built
@@ -95,17 +97,23 @@ def sha256_hex(text: str) -> str:
 
 @dataclass
 class Candidate:
-    """What a release pushed, owned until the history records it: any failure withdraws all of it.
+    """What a release pushed, owned until the version tag names it: any failure withdraws all of it.
 
-    `pushed` holds the tag's digest first (the manifest, or the index), then each platform manifest.
+    `pushed` holds the candidate's digest first (the manifest, or the index), then each platform
+    manifest; `tag` is the candidate tag it went up under, None when pushed by digest alone.
     """
 
     plan: Plan
     pushed: list[str] = field(default_factory=list)
+    tag: str | None = None
 
     @property
     def digest(self) -> str:
         return self.pushed[0]
+
+    @property
+    def where(self) -> str:
+        return f"{self.plan.repo}@{self.digest}"
 
     async def guard(self, what: str, work: Awaitable[T]) -> T:
         """Await work on the candidate; on any failure withdraw it, and say so in the error."""
@@ -119,10 +127,22 @@ class Candidate:
             # The withdrawal's outcome leads: the first line is the one every summary shows.
             raise StageFailure(f"{what} of {self.plan.ref} failed ({outcome}): {err}") from None
 
+    def untag(self) -> str:
+        """Remove the candidate tag, if there is one: "removed" or "not allowed"."""
+        if self.tag is None:
+            return "removed"
+        outcome = self.plan.registry.untag(self.tag, self.where)
+        self.tag = None
+        return outcome
+
     def withdraw(self) -> str:
-        """Remove the candidate (index and platform manifests) and whatever cosign stored for it."""
+        """Remove the candidate's tag, its manifests and whatever cosign stored for it."""
         plan = self.plan
         try:
+            # The same content under the version tag is a release, not this candidate's to remove.
+            if plan.registry.digest(str(plan.version)) == self.digest:
+                return f"{plan.ref} names it: left in place"
+            self.untag()
             outcome = plan.registry.delete(self.pushed[0])
             for digest in self.pushed[1:]:
                 plan.registry.delete(digest)
@@ -132,12 +152,27 @@ class Candidate:
                     if stored_digest is not None:
                         plan.registry.delete(stored_digest)
         except RegistryError as err:
-            return f"could not remove the candidate tag ({err}): remove {plan.ref} by hand"
+            return f"could not remove the candidate ({err}): remove {self.where} by hand"
         return {
-            "removed": f"removed {plan.ref}",
-            "absent": f"{plan.ref} is not in the registry",
-            "not allowed": f"the registry does not allow deletes: remove {plan.ref} by hand",
+            "removed": f"removed the candidate {self.where}",
+            "absent": f"the candidate {self.where} is not in the registry",
+            "not allowed": f"the registry does not allow deletes: the candidate {self.where} stays, under no tag",
         }[outcome]
+
+    async def land(self) -> str:
+        """Remove the candidate tag, then write the version tag if it is still absent.
+
+        Returns what became of the candidate tag: "removed", or "not allowed" (it names a placeholder).
+        """
+        plan = self.plan
+        untagged = self.untag()
+        served = plan.registry.digest(str(plan.version))
+        if served is not None:
+            raise StageFailure(f"{plan.ref} appeared during the release, naming {served}: it is not overwritten")
+        moved = plan.registry.tag(self.digest, str(plan.version))
+        if moved != self.digest:
+            raise StageFailure(f"{plan.ref} points at {moved}, not {self.digest}")
+        return untagged
 
 
 async def release(engine: Engine, config: RunConfig, plan: Plan, tested: Sequence[Built], report: Report) -> None:
@@ -160,17 +195,24 @@ async def release(engine: Engine, config: RunConfig, plan: Plan, tested: Sequenc
     with report.step(STAGE, "build the signing tools image (cosign)"):
         tools = await signing.build_tools(engine)
     names = [built.platform for built in tested]
-    with report.step(STAGE, f"push {plan.ref} ({', '.join(names)})"):
-        candidate = Candidate(plan, [await engine.publish([built.image for built in tested], plan.ref, plan.auth)])
+    with report.step(STAGE, f"push the candidate for {plan.ref} ({', '.join(names)}), under no version tag"):
+        candidate_tag = tags.candidate_tag(config.run_id)
+        pushed = await engine.publish([built.image for built in tested], plan.repo, candidate_tag, plan.auth)
+        candidate = Candidate(plan, [pushed.digest], pushed.tag)
     digest = candidate.digest
-    with report.step(STAGE, f"read back {plan.ref}: {digest} names {', '.join(names)}"):
-        digests = await candidate.guard("verification", read_back(plan, digest, names))
+    with report.step(STAGE, f"read back {candidate.where}: it names {', '.join(names)}"):
+        digests = await candidate.guard("verification", read_back(plan.registry, pushed, names))
         candidate.pushed += [d for d in digests.values() if d != digest]
     published = [await verify_platform(engine, config, candidate, built, digests, made, report) for built in tested]
     with tempfile.TemporaryDirectory(prefix="dar-backup-ci-cosign-") as private_dir:
         login = registry_config(plan, Path(private_dir))
         cosign = signing.Cosign(engine, tools, identity, is_loopback(plan.registry.host), login)
         signed, platforms = await sign_and_verify(cosign, candidate, published, report)
+    with report.step(STAGE, f"write {plan.ref}: signed, attested and verified, and still absent"):
+        if await candidate.guard("tagging", candidate.land()) == "not allowed":
+            report.notes.append(
+                f"{plan.repo}:{candidate_tag} names an empty placeholder: the registry does not allow deletes"
+            )
     for tag in plan.floating:
         with report.step(STAGE, f"move {plan.repo}:{tag}"):
             try:
@@ -239,7 +281,7 @@ async def sign_and_verify(
     index = len(published) > 1
     sboms = [item.sbom for item in published]
     provenances = [item.provenance for item in published]
-    with report.step(STAGE, f"sign {plan.repo}@{digest}" + (" and every platform manifest" if index else "")):
+    with report.step(STAGE, f"sign {candidate.where}" + (" and every platform manifest" if index else "")):
         public_key = await candidate.guard("signing", cosign.public_key())
         await candidate.guard("signing", cosign.sign(plan.repo, digest, recursive=index))
     for item in published:
@@ -247,9 +289,9 @@ async def sign_and_verify(
             with report.on_platform(item.built.platform), report.step(STAGE, f"attest the {what.kind} predicate"):
                 for subject in dict.fromkeys((item.digest, digest)):
                     await candidate.guard("signing", cosign.attest(plan.repo, subject, text, what))
-    with report.step(STAGE, f"verify the signature, the SBOM and provenance attestations of {plan.ref}"):
+    with report.step(STAGE, f"verify the signature, the SBOM and provenance attestations of {candidate.where}"):
         signed: dict[str, Any] = {"identity": signing.identity_record(cosign.identity, public_key)}
-        check = verify(cosign, plan, plan.ref, digest, public_key, sboms, provenances)
+        check = verify(cosign, plan, candidate.where, digest, public_key, sboms, provenances)
         signed |= await candidate.guard("signature verification", check)
     platforms: dict[str, dict[str, Any]] = {}
     for item in published:
@@ -313,21 +355,30 @@ def dry_run(config: RunConfig, plan: Plan, tested: Sequence[Built]) -> None:
     )
 
 
-async def read_back(plan: Plan, digest: str, platforms: Sequence[str]) -> dict[str, str]:
-    """platform → manifest digest of what the tag names: the pushed digest, holding exactly these platforms."""
-    served = plan.registry.digest(str(plan.version))
-    if served != digest:
-        raise StageFailure(f"the registry serves {served} for {plan.ref}, the push reported {digest}")
+async def read_back(registry: Registry, pushed: Pushed, platforms: Sequence[str]) -> dict[str, str]:
+    """platform → manifest digest of the candidate as the registry serves it, holding exactly these platforms.
+
+    Every manifest is fetched by its digest and refused unless its bytes hash to it
+    (`Registry.manifest`); an index's entries must be the digests the engine pushed, where it says.
+    """
+    if pushed.tag is not None and (served := registry.digest(pushed.tag)) != pushed.digest:
+        raise StageFailure(f"the registry serves {served} for {pushed.tag}, the push reported {pushed.digest}")
+    media_type, body = registry.manifest(pushed.digest)
     if len(platforms) == 1:
-        return {platforms[0]: digest}
-    media_type, body = plan.registry.manifest(digest)
+        return {platforms[0]: pushed.digest}
     try:
         document = json.loads(body)
     except ValueError as err:
-        raise RegistryError(f"the index {digest} is not JSON: {err}") from None
+        raise RegistryError(f"the index {pushed.digest} is not JSON: {err}") from None
     found = media.index_platforms(document)
     if sorted(found) != sorted(platforms):
-        raise StageFailure(f"the index {digest} ({media_type}) holds {sorted(found)}, not {sorted(platforms)}")
+        raise StageFailure(f"the index {pushed.digest} ({media_type}) holds {sorted(found)}, not {sorted(platforms)}")
+    for platform, digest in sorted(pushed.platforms.items()):
+        if found.get(platform) != digest:
+            named = found.get(platform)
+            raise StageFailure(f"the index {pushed.digest} names {named} for {platform}, the engine pushed {digest}")
+    for digest in found.values():
+        registry.manifest(digest)
     return found
 
 

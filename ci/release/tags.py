@@ -26,3 +26,8 @@ def floating_tags(version: semver.Version) -> list[str]:
     if version.prerelease or version.build:
         return []
     return [f"{version.major}.{version.minor}", "latest"]
+
+
+def candidate_tag(run_id: str) -> str:
+    """The tag a candidate goes up under where the engine cannot push by digest: never a version."""
+    return f"candidate-{run_id}"

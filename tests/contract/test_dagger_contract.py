@@ -431,12 +431,19 @@ def test_release_on_dagger_publishes_by_secret_reference_and_fails_closed(
         "DAR_BACKUP_REGISTRY_PASSWORD": password,
         "DAR_BACKUP_COSIGN_KEY_FILE": str(key),
     }
-    recorded, failure = release_on_dagger(schema, auth_registry, checkout, env, dry_run=False)
+    world = World()
+    recorded, failure = release_on_dagger(schema, auth_registry, checkout, env, dry_run=False, world=world)
     # The scripted engine reports a digest the real registry never received: verification refuses it.
     assert failure is not None
     assert str(failure).startswith(f"verification of {auth_registry.address}/dar-backup:3.1.0 failed")
     published = [chain for chain, leaf in recorded.session.answered if leaf == "publish"]
     assert len(published) == 1
+    # Pushed under the run's candidate tag, never the version a user pulls, and never tagless:
+    # the engine pushes by tag only and pushes an address without one as `:latest`
+    # (v0.21.8 engine/engineutil/containerimage.go PublishContainerImage sets no PushByDigest;
+    # engine/server/resolver/resolver.go PushImage applies reference.TagNameOnly).
+    ((_, publish),) = world.published
+    assert publish["address"] == f"{auth_registry.address}/dar-backup:candidate-{recorded.config.run_id}"
     auth = calls(published[0], "withRegistryAuth")
     assert [(a["address"], a["username"]) for a in auth] == [(auth_registry.address, "releaser")]
     assert recorded.session.expand(auth[0]["secret"]) == (("secret", {"uri": "env://DAR_BACKUP_REGISTRY_PASSWORD"}),)
@@ -459,7 +466,7 @@ def test_a_two_platform_release_on_dagger_publishes_one_index_of_both_tested_ima
     assert failure is not None and str(failure).startswith(f"verification of {registry.address}/dar-backup:3.1.0")
     ((receiver, args),) = world.published
     assert calls(receiver, "container") == [{}] and not calls(receiver, "dockerBuild")
-    assert args["address"] == f"{registry.address}/dar-backup:3.1.0"
+    assert args["address"] == f"{registry.address}/dar-backup:candidate-{recorded.config.run_id}"
     variants = [recorded.session.expand(v) for v in args["platformVariants"]]
     # Each variant is the final image built for its platform, the very container the test stage ran.
     assert [calls(v, "dockerBuild")[0]["platform"] for v in variants] == list(platforms)

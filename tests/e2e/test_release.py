@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -236,6 +237,23 @@ def test_refusals_push_nothing_and_keep_history(docker, image, registry, checkou
     assert "[base " not in done.stdout  # refused before anything was built
 
 
+def test_no_tag_a_user_pulls_names_the_release_before_its_signature_and_attestations_verified(released: Released):
+    """The order of writes, from the registry's own access log: the candidate by digest, cosign's
+    signature and attestations and their reads by the verification, and only then the tags."""
+    requests = released.registry.requests()
+    puts = [
+        (n, path.rsplit("/", 1)[1]) for n, (m, path, _) in enumerate(requests) if m == "PUT" and "/manifests/" in path
+    ]
+    (version_at,) = [n for n, reference in puts if reference == released.version]
+    before = [reference for n, reference in puts if n < version_at]
+    assert all(reference.startswith(("sha256:", "sha256-")) for reference in before), before
+    signatures = {reference.rsplit(".", 1)[-1] for reference in before if reference.startswith("sha256-")}
+    assert signatures == {"sig", "att"}, requests
+    assert [reference for n, reference in puts if n >= version_at] == [released.version, "1.2", "latest"]
+    verified = [n for n, (m, path, _) in enumerate(requests) if m == "GET" and path.endswith((".sig", ".att"))]
+    assert any(n < version_at for n in verified)
+
+
 def test_wrong_credentials_are_refused_without_printing_them(image, auth_registry: LocalRegistry, checkout: Path):
     wrong = "not-the-Token-77aa"
     env = {"DAR_BACKUP_REGISTRY_USERNAME": "releaser", "DAR_BACKUP_REGISTRY_PASSWORD": wrong}
@@ -256,10 +274,10 @@ class DropsALabel(DockerEngine):
 class RegistryDiesAfterPush(DockerEngine):
     registry: LocalRegistry
 
-    async def publish(self, images, ref, auth):
-        digest = await super().publish(images, ref, auth)
+    async def publish(self, images, repo, candidate_tag, auth):
+        pushed = await super().publish(images, repo, candidate_tag, auth)
         self.registry.stop()
-        return digest
+        return pushed
 
 
 class RegistryDiesBeforeAttest(DockerEngine):
@@ -317,7 +335,8 @@ def test_registry_gone_after_push_moves_no_tag_and_writes_no_history(image, regi
     assert message.startswith(f"verification of {registry.address}/{NAME}:1.1.0 failed (could not remove")
     assert "by hand): registry" in message.splitlines()[0]
     registry.start()
-    assert registry.tags(NAME) == ["1.1.0"]
+    # The candidate went up by digest: no tag names what could not be removed.
+    assert registry.tags(NAME) == []
     assert history_bytes(checkout) == before
 
 
@@ -444,8 +463,10 @@ class ProvenanceChangedAfterWriting(DockerEngine):
 def test_a_provenance_changed_after_writing_withdraws_the_candidate(image, registry: LocalRegistry, checkout: Path):
     before = history_bytes(checkout)
     message = release_in_process(ProvenanceChangedAfterWriting, registry, checkout, "1.8.0")
-    ref = f"{registry.address}/{NAME}:1.8.0"
-    assert message.startswith(f"signature verification of {ref} failed (removed {ref}): the slsaprovenance1 ")
+    ref, repo = f"{registry.address}/{NAME}:1.8.0", f"{registry.address}/{NAME}"
+    assert re.match(
+        rf"signature verification of {ref} failed \(removed the candidate {repo}@sha256:\w+\): the slsap", message
+    )
     assert registry.tags(NAME) == [] and history_bytes(checkout) == before
 
 
@@ -481,17 +502,32 @@ def test_verify_refuses_a_tag_pointed_at_other_content(
     anyio.run(verify, ref)
 
 
-def test_a_failed_signing_withdraws_the_candidate_and_records_nothing(
-    image, registry: LocalRegistry, checkout: Path, signing_key: KeyPair
+def test_a_failed_signing_on_a_registry_refusing_deletes_leaves_no_tag_and_records_nothing(
+    image, checkout: Path, signing_key: KeyPair, tmp_path: Path
 ):
-    before = history_bytes(checkout)
-    env = {"DAR_BACKUP_COSIGN_PASSWORD": "not-the-key-password"}
-    done = release(checkout, "--image-version", "1.6.0", "--repo", f"{registry.address}/{NAME}", env=env)
-    assert done.returncode == 1
-    last = done.stderr.strip().splitlines()[-1]
-    ref = f"{registry.address}/{NAME}:1.6.0"
-    assert last.startswith(f"error: signing of {ref} failed (removed {ref}): cosign public-key exited 1")
-    assert registry.tags(NAME) == [] and history_bytes(checkout) == before
+    """The candidate cannot be withdrawn there, and still no version tag names it: none was ever written."""
+    registry = LocalRegistry(tmp_path / "keeps", deletes=False)
+    registry.root.mkdir()
+    registry.start()
+    try:
+        before = history_bytes(checkout)
+        env = {"DAR_BACKUP_COSIGN_PASSWORD": "not-the-key-password"}
+        done = release(checkout, "--image-version", "1.6.0", "--repo", f"{registry.address}/{NAME}", env=env)
+        assert done.returncode == 1
+        last = done.stderr.strip().splitlines()[-1]
+        ref, repo = f"{registry.address}/{NAME}:1.6.0", f"{registry.address}/{NAME}"
+        assert re.match(
+            rf"error: signing of {ref} failed \(the registry does not allow deletes: the candidate {repo}@sha256:\w+ "
+            r"stays, under no tag\): cosign public-key exited 1",
+            last,
+        ), last
+        assert ("DELETE", f"/v2/{NAME}/manifests/", 405) in [
+            (m, p[: p.rfind("/") + 1], c) for m, p, c in registry.requests()
+        ]
+        assert registry.tags(NAME) == [] and history_bytes(checkout) == before
+        assert "not-the-key-password" not in done.stdout + done.stderr
+    finally:
+        registry.stop()
     assert "not-the-key-password" not in done.stdout + done.stderr
 
 
@@ -695,8 +731,8 @@ def test_registry_gone_mid_attest_moves_no_tag_and_writes_no_history(image, regi
     assert first.startswith(f"signing of {registry.address}/{NAME}:1.7.0 failed (could not remove")
     assert "by hand): cosign attest exited" in first
     registry.start()
-    # The candidate and its signature stay for a human to remove; nothing floats, nothing is recorded.
-    assert [t for t in registry.tags(NAME) if not t.startswith("sha256-")] == ["1.7.0"]
+    # The candidate and its signature stay for a human to remove, under no version tag; nothing is recorded.
+    assert [t for t in registry.tags(NAME) if not t.startswith("sha256-")] == []
     assert history_bytes(checkout) == before
 
 

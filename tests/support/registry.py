@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import io
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -33,6 +34,8 @@ class LocalRegistry:
     username: str | None = None
     password: str | None = None
     port: int = field(default_factory=free_port)
+    # Some registries refuse DELETE (distribution with storage.delete off, many hosted ones).
+    deletes: bool = True
     process: subprocess.Popen[bytes] | None = None
     started: bool = False
 
@@ -51,7 +54,8 @@ class LocalRegistry:
         config = self.root / "config.yml"
         config.write_text(
             "version: 0.1\n"
-            f"storage:\n  filesystem:\n    rootdirectory: {self.root / 'data'}\n  delete:\n    enabled: true\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {self.root / 'data'}\n"
+            f"  delete:\n    enabled: {str(self.deletes).lower()}\n"
             f"http:\n  addr: {self.address}\n" + auth
         )
         return config
@@ -98,6 +102,11 @@ class LocalRegistry:
             self.process.terminate()
             self.process.wait(timeout=20)
             self.process = None
+
+    def requests(self) -> list[tuple[str, str, int]]:
+        """(method, path, status) of every request this registry answered, in order, from its access log."""
+        found = re.findall(r'"([A-Z]+) (/v2/\S*) HTTP/[\d.]+" (\d{3})', self.log.read_text())
+        return [(method, path, int(status)) for method, path, status in found]
 
     def skopeo(self, *args: str) -> dict:
         creds = ["--creds", f"{self.username}:{self.password}"] if self.username else []
