@@ -162,7 +162,7 @@ def build_config(
     if str(dar_backup) != locked:
         raise UsageError(
             f"dar-backup version {dar_backup} is not the one docker/requirements.txt locks ({locked}); "
-            "regenerate the lock file (README: Updating dar-backup)"
+            "regenerate the lock file (docs/building.md: Updating dar-backup)"
         )
     if repo is not None and (not repo or repo != repo.strip() or ":" in repo.rsplit("/", 1)[-1]):
         raise UsageError(f"--repo must be REGISTRY/NAME without a tag, got {repo!r}")

@@ -67,7 +67,7 @@ class Damage:
 # 4 KiB for an 8 MiB slice of 2000 blocks.
 PAR2_REDUNDANCY_PERCENT = 5
 # Zeroed runs, as a failing disk leaves them: dar -t notices those. (A flipped byte inside a
-# file's data it does not notice: par2 is what finds that; see the README.)
+# file's data it does not notice: par2 is what finds that; see docs/limitations.md.)
 BITROT_SHAPES = (
     Damage("contiguous", 1, ("1048576:4096:zero",)),
     Damage("fragmented", 1, tuple(f"{mib * 2**20 + 4099 * mib}:16:zero" for mib in range(1, 8))),
