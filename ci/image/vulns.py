@@ -348,11 +348,21 @@ def refused(findings: Iterable[Finding], threshold: str) -> list[Finding]:
     return [f for f in findings if f.fixed is not None and rank(f.severity) >= LEVELS.index(threshold)]
 
 
+def check_run(exit_code: int, stderr: str) -> None:
+    """0: nothing found, 1: findings; anything else, or a database it could not load, is the scanner failing."""
+    tail = " | ".join(stderr.strip().splitlines()[-2:])
+    if exit_code not in (0, 1):
+        raise StageFailure(f"osv-scanner exited {exit_code}: {tail}")
+    if "could not load db" in stderr or "unable to fetch OSV database" in stderr:
+        raise StageFailure(f"osv-scanner could not load the vulnerability database: {tail}")
+
+
 def scanner_argv(binary: str, sbom: Path, db: Path, config: Path) -> list[str]:
+    """The scan, offline: `sbom` named `*.cdx.json`, which the scanner reads as CycloneDX by its name."""
     return [
         binary, "scan", "source", "--offline", "--offline-vulnerabilities", "--no-resolve",
         "--local-db-path", str(db), "--config", str(config),
-        "--format", "json", "--all-packages", "--all-vulns", "-L", f"cdx:{sbom}",
+        "--format", "json", "--all-packages", "--all-vulns", "-L", str(sbom),
     ]  # fmt: skip
 
 
@@ -459,12 +469,7 @@ async def scan_sbom(sbom_text: str, platform: str, db: Path, exceptions: Path, t
         done = await anyio.run_process(argv, check=False, cwd=work)
         finished = utc_now()
     stdout, stderr = done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
-    # 0: nothing found, 1: findings; anything else is the scanner failing.
-    if done.returncode not in (0, 1):
-        tail = " | ".join(stderr.strip().splitlines()[-3:])
-        raise StageFailure(f"osv-scanner exited {done.returncode}: {tail}")
-    if "could not load db" in stderr or "unable to fetch OSV database" in stderr:
-        raise StageFailure("osv-scanner could not load the vulnerability database: " + stderr.strip()[-300:])
+    check_run(done.returncode, stderr)
     packages, findings = parse_results(stdout)
     wanted = sum(needed.values())
     if packages != wanted:
