@@ -35,7 +35,7 @@ from ci.release.plan import preflight
 from ci.release.signing import Cosign, attested_predicates, signing_identity
 from tests.support.docker import Docker, KeyPair
 from tests.support.registry import LocalRegistry, PagingProxy, RelayProxy
-from tests.support.releasing import HOST, NAME, cosign, maintainer_env, release
+from tests.support.releasing import HOST, NAME, clean_db, cosign, maintainer_env, release
 from tests.support.samples import HISTORY_ENTRY, release_config
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry]
@@ -281,7 +281,7 @@ def release_in_process(
     report: Report | None = None,
 ) -> str:
     """A release in this process, on engine_class, that must fail; its one-line error (its steps go to report)."""
-    config = release_config(f"{registry.address}/{NAME}", checkout, version)
+    config = release_config(f"{registry.address}/{NAME}", checkout, version, vuln_db=clean_db())
     report = report or Report("release", "docker")
 
     async def go() -> None:

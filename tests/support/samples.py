@@ -73,7 +73,13 @@ FORMAT_3_ENTRY = {
 
 
 def release_config(
-    repo: str, checkout: Path, version: str, *, dry_run: bool = False, platforms: tuple[str, ...] = ()
+    repo: str,
+    checkout: Path,
+    version: str,
+    *,
+    dry_run: bool = False,
+    platforms: tuple[str, ...] = (),
+    vuln_db: Path | None = None,
 ) -> RunConfig:
     """The run a release from `checkout` (a clean clone) to `repo` starts with."""
     return build_config(
@@ -86,6 +92,7 @@ def release_config(
         env={},
         root=checkout,
         platforms=platforms,
+        vuln_db=str(vuln_db) if vuln_db else None,
     )
 
 
