@@ -18,7 +18,7 @@ from typing import Any
 import semver
 
 from ci.core.baseimage import BaseImage
-from ci.core.config import REPO_ROOT, RunConfig
+from ci.core.config import RunConfig
 from ci.core.errors import StageFailure
 from ci.core.log import say
 from ci.core.report import Report
@@ -26,6 +26,7 @@ from ci.engines.seam import Engine
 from ci.image import sbom, vulns
 from ci.oci.auth import RegistryAuth
 from ci.release.plan import Plan
+from ci.stages import vulnscan
 from ci.stages.build import Built
 
 STAGE = "refresh"
@@ -104,7 +105,7 @@ async def last_release_findings(
             previous = await engine.pull(last["image_ref"], plan.auth, built.platform)
             contents = await sbom.read_contents(engine, previous)
             text = sbom.render(sbom.build_bom(contents, last["tag"], last["created"]))
-            scan = await vulns.scan_sbom(text, built.platform, config.vuln_db, REPO_ROOT / vulns.EXCEPTIONS_FILE)
+            scan = await vulns.scan_sbom(text, built.platform, config.vuln_db, vulnscan.EXCEPTIONS)
             reasons += fix_reasons(last["tag"], built.platform, scan.refused(config.vuln_threshold))
     return reasons
 

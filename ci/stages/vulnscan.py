@@ -8,6 +8,7 @@ a fixable finding at or above the threshold or on any scan that cannot vouch for
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from ci.core.config import REPO_ROOT, RunConfig
 from ci.core.errors import StageFailure
@@ -25,14 +26,19 @@ def scan_file(platform: str) -> str:
     return f"vulns-{slug(platform)}.json"
 
 
-async def scan(config: RunConfig, platform: str, sbom_text: str, report: Report, *, gating: bool) -> Scan | None:
+EXCEPTIONS = REPO_ROOT / vulns.EXCEPTIONS_FILE
+
+
+async def scan(
+    config: RunConfig, platform: str, sbom_text: str, report: Report, *, gating: bool, exceptions: Path = EXCEPTIONS
+) -> Scan | None:
     """One SBOM scanned as a step of its platform; the predicate written to the reports. None: a
     non-gating scan that failed (recorded as a warning)."""
     db = config.vuln_db
     with report.on_platform(platform), report.step(STAGE, "scan the SBOM with osv-scanner, offline", gating=gating):
         if db is None:
             raise StageFailure("no vulnerability database (--vuln-db): a release is never published unscanned")
-        found = await vulns.scan_sbom(sbom_text, platform, db, REPO_ROOT / vulns.EXCEPTIONS_FILE)
+        found = await vulns.scan_sbom(sbom_text, platform, db, exceptions)
         predicate = vulns.predicate(found, config.vuln_threshold)
         write_atomically(config.report_dir / scan_file(platform), vulns.render(predicate))
         report.notes.extend(vulns.summary(found, config.vuln_threshold))
@@ -40,12 +46,18 @@ async def scan(config: RunConfig, platform: str, sbom_text: str, report: Report,
     return None
 
 
-async def gate(config: RunConfig, tested: Sequence[Built], report: Report, *, gating: bool = True) -> list[Scan]:
+async def gate(
+    config: RunConfig, tested: Sequence[Built], report: Report, *, gating: bool = True, exceptions: Path = EXCEPTIONS
+) -> list[Scan]:
     """Scan every tested image; refuse (gating) or warn (test) on fixable findings at or above the threshold."""
     if not gating and config.vuln_db is None:
         report.skip(STAGE, "scan the SBOM with osv-scanner", "not scanned: no --vuln-db given")
         return []
-    scans = [s for built in tested if (s := await scan(config, built.platform, built.sbom, report, gating=gating))]
+    scans = [
+        found
+        for built in tested
+        if (found := await scan(config, built.platform, built.sbom, report, gating=gating, exceptions=exceptions))
+    ]
     with report.step(STAGE, f"vulnerability gate: nothing fixable at or above {config.vuln_threshold}", gating=gating):
         problem = vulns.refusal(scans, config.vuln_threshold)
         if problem is not None:
