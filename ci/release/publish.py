@@ -165,7 +165,7 @@ async def release(
     plan: Plan,
     tested: Sequence[Built],
     report: Report,
-    scans: Sequence[vulns.Scan] = (),
+    scans: Sequence[vulns.Scan],
 ) -> None:
     # The label, version and feature gates ran on these very images in the final stage, before
     # the test stage; the labels are checked again on what the registry serves after the push.

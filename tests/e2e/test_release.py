@@ -233,6 +233,9 @@ def write_history(checkout: Path, tag: str) -> None:
         ("dirty tree", ["--image-version", "1.0.0"], 2, "the git tree has uncommitted changes"),
         ("no signing key", ["--image-version", "1.0.0"], 2, "a release is signed: set DAR_BACKUP_COSIGN_KEY_FILE"),
         ("unreadable key", ["--image-version", "1.0.0"], 2, "DAR_BACKUP_COSIGN_KEY_FILE=/nonexistent/cosign.key"),
+        ("no vulnerability database", ["--image-version", "1.0.0"], 2, "release scans each image before publishing"),
+        ("malformed exceptions", ["--image-version", "1.0.0"], 2, "IgnoredVulns[0] (X-1) gives no reason"),
+        ("lapsed exception", ["--image-version", "1.0.0"], 1, "the exception for X-1 expired on 2026-01-31 (r)"),
     ],
 )
 def test_refusals_push_nothing_and_keep_history(docker, image, registry, checkout, setup, args, code, message):
@@ -249,9 +252,16 @@ def test_refusals_push_nothing_and_keep_history(docker, image, registry, checkou
         subprocess.run(["git", "-C", str(checkout), "commit", "-qam", "no pin"], check=True)
     elif setup == "dirty tree":
         (checkout / "README.md").write_text("local edit\n")
+    elif setup.endswith(" exception") or setup.endswith(" exceptions"):
+        reason = "" if setup == "malformed exceptions" else "r"
+        entry = f'[[IgnoredVulns]]\nid = "X-1"\nignoreUntil = 2026-01-31\nreason = "{reason}"\n'
+        (checkout / "osv-scanner.toml").write_text(entry)
+        subprocess.run(["git", "-C", str(checkout), "commit", "-qam", setup], check=True)
     key = {"no signing key": "", "unreadable key": "/nonexistent/cosign.key"}.get(setup)
     tags_before, history_before = registry.tags(NAME), history_bytes(checkout)
     env = {} if key is None else {"DAR_BACKUP_COSIGN_KEY_FILE": key}
+    if setup == "no vulnerability database":
+        env["DAR_BACKUP_VULN_DB"] = ""
     done = release(checkout, *args, "--repo", f"{registry.address}/{NAME}", env=env)
     assert done.returncode == code, done.stdout[-3000:] + done.stderr[-2000:]
     last = done.stderr.strip().splitlines()[-1]
