@@ -200,9 +200,10 @@ def parse_waivers(text: str, where: str) -> tuple[Waiver, ...]:
 
 
 def expired(waivers: Iterable[Waiver], today: dt.date) -> list[str]:
-    """One line per exception whose ignoreUntil has passed: the scanner no longer ignores it."""
+    """One line per exception whose ignoreUntil has come: osv-scanner ignores only before that
+    date's midnight (UTC), so on the day itself the exception no longer holds."""
     return [
-        f"the exception for {w.id} expired on {w.until.isoformat()} ({w.reason})" for w in waivers if w.until < today
+        f"the exception for {w.id} expired on {w.until.isoformat()} ({w.reason})" for w in waivers if w.until <= today
     ]
 
 
@@ -223,7 +224,7 @@ def debian_compare(a: str, b: str) -> int:
     """dpkg's version order (epoch, upstream, revision; `~` before everything): -1, 0 or 1."""
 
     def split(version: str) -> tuple[int, str, str]:
-        epoch, _, rest = version.rpartition(":") if ":" in version else ("0", "", version)
+        epoch, _, rest = version.partition(":") if ":" in version else ("0", "", version)
         upstream, _, revision = rest.rpartition("-") if "-" in rest else (rest, "", "0")
         return int(epoch or 0), upstream, revision
 
