@@ -85,7 +85,7 @@ def download(
                 raise StageFailure(f"{url} is corrupt at {bad}")
         except (zipfile.BadZipFile, zlib.error) as err:
             partial.unlink()
-            raise StageFailure(f"{url} is not a zip archive: {err}") from None
+            raise StageFailure(f"{url} is not a whole zip archive: {err}") from None
         except BaseException:
             partial.unlink()
             raise

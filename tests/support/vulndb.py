@@ -64,3 +64,12 @@ def write_db(
             for entry in entries:
                 archive.writestr(f"{entry['id']}.json", json.dumps(entry))
     return where
+
+
+def damage_first_record(archive: Path) -> None:
+    """Flip bytes inside the first member's compressed data: the zip still opens, that member's CRC fails."""
+    data = bytearray(archive.read_bytes())
+    name_length = int.from_bytes(data[26:28], "little") + int.from_bytes(data[28:30], "little")
+    for offset in range(30 + name_length + 4, 30 + name_length + 12):
+        data[offset] ^= 0x55
+    archive.write_bytes(bytes(data))

@@ -13,7 +13,7 @@ import pytest
 from ci.core.errors import StageFailure
 from ci.image import sbom, vulns
 from tests.support.samples import DISTS, DPKG, OS_RELEASE
-from tests.support.vulndb import record, write_db
+from tests.support.vulndb import damage_first_record, record, write_db
 
 TODAY = dt.date(2026, 12, 1)
 
@@ -144,15 +144,6 @@ def run_scanner(tmp_path: Path) -> subprocess.CompletedProcess[str]:
     sbom_path, config = tmp_path / "image.cdx.json", tmp_path / "none.toml"
     argv = vulns.scanner_argv(vulns.find_scanner(), sbom_path, tmp_path / "local", config)
     return subprocess.run(argv, capture_output=True, text=True, check=False)
-
-
-def damage_first_record(archive: Path) -> None:
-    """Flip bytes inside the first member's compressed data: the zip still opens, that member's CRC fails."""
-    data = bytearray(archive.read_bytes())
-    name_length = int.from_bytes(data[26:28], "little") + int.from_bytes(data[28:30], "little")
-    for offset in range(30 + name_length + 4, 30 + name_length + 12):
-        data[offset] ^= 0x55
-    archive.write_bytes(bytes(data))
 
 
 def test_the_scanner_skips_a_damaged_record_which_is_why_archives_are_checked_first(tmp_path):

@@ -16,7 +16,7 @@ import pytest
 from ci.core.config import REPO_ROOT
 from ci.core.errors import StageFailure, UsageError
 from ci.image import vulndb, vulns
-from tests.support.vulndb import record, write_db
+from tests.support.vulndb import damage_first_record, record, write_db
 
 
 def test_the_default_archives_are_pypi_and_the_base_image_s_distribution():
@@ -61,10 +61,16 @@ def test_download_writes_each_archive_and_the_manifest_last(tmp_path, bucket):
 
 @pytest.mark.parametrize(
     ("ecosystems", "message"),
-    [(["PyPI", "Ubuntu"], "Ubuntu/all.zip is not a zip archive"), (["Debian"], None)],
+    [
+        (["PyPI", "Ubuntu"], "Ubuntu/all.zip is not a whole zip archive"),
+        (["PyPI", "Debian"], "Debian/all.zip is not a whole zip archive"),
+        (["Debian"], None),
+    ],
 )
 def test_a_failed_or_corrupt_download_keeps_nothing_and_writes_no_manifest(tmp_path, bucket, ecosystems, message):
     where = tmp_path / "db"
+    if ecosystems == ["PyPI", "Debian"]:
+        damage_first_record(tmp_path / "bucket/Debian/all.zip")
     if message is None:  # the bucket is gone
         bucket, message = "http://127.0.0.1:9", "downloading http://127.0.0.1:9/Debian/all.zip failed"
     with pytest.raises(StageFailure, match=message):
