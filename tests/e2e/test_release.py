@@ -519,11 +519,27 @@ class ProvenanceChangedAfterWriting(DockerEngine):
         return await super().run(image, argv, **options)
 
 
-def test_a_provenance_changed_after_writing_withdraws_the_candidate(image, registry: LocalRegistry, checkout: Path):
+class ScanCosignCannotKeep(DockerEngine):
+    """The scan reaches cosign with a field its vuln structure does not know: cosign drops it and signs the rest."""
+
+    async def run(self, image, argv, **options):
+        if argv[:4] == ["cosign", "attest", "--yes", "--type"] and argv[4] == signing.VULN.attest_type:
+            files = dict(options["files"])
+            document = {**json.loads(files[signing.VULN_PATH]), "extra": "not in cosign's structure"}
+            options = {**options, "files": {**files, signing.VULN_PATH: json.dumps(document)}}
+        return await super().run(image, argv, **options)
+
+
+@pytest.mark.parametrize(
+    ("engine_class", "kind"), [(ProvenanceChangedAfterWriting, "slsaprovenance1"), (ScanCosignCannotKeep, "vuln")]
+)
+def test_a_predicate_attested_otherwise_than_written_withdraws_the_candidate(
+    image, registry: LocalRegistry, checkout: Path, engine_class, kind
+):
     before = history_bytes(checkout)
-    message = release_in_process(ProvenanceChangedAfterWriting, registry, checkout, "1.8.0")
+    message = release_in_process(engine_class, registry, checkout, "1.8.0")
     ref = f"{registry.address}/{NAME}:1.8.0"
-    assert message.startswith(f"signature verification of {ref} failed (removed {ref}): the slsaprovenance1 ")
+    assert message.startswith(f"signature verification of {ref} failed (removed {ref}): the {kind} predicates ")
     assert registry.tags(NAME) == [] and history_bytes(checkout) == before
 
 
