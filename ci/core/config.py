@@ -20,6 +20,8 @@ from ci.core.versions import locked_dar_backup_version, parse_release_version
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BASE_IMAGE = "ubuntu:24.04"
 DEV_IMAGE_VERSION = "0.0.0-dev"
+# Severities from low to critical, as the vulnerability gate ranks them.
+VULN_LEVELS = ("low", "medium", "high", "critical")
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,10 @@ class RunConfig:
     started: str = ""
     # The workflow running the pipeline on GitHub Actions (`https://github.com/o/r/.github/workflows/ci.yml@ref`).
     workflow: str | None = None
+    # The vulnerability database (`DIR/<Ecosystem>/all.zip`): release and refresh need one, test uses one if given.
+    vuln_db: Path | None = None
+    # The lowest severity of a fixable finding that refuses a release.
+    vuln_threshold: str = "high"
 
     def local_tag(self, platform: str) -> str:
         """`dar-backup:VERSION` for the host's platform, `dar-backup:VERSION-arm64` for a foreign one."""
@@ -152,6 +158,8 @@ def build_config(
     root: Path = REPO_ROOT,
     previous_image: str | None = None,
     platforms: tuple[str, ...] = (),
+    vuln_db: str | None = None,
+    vuln_threshold: str = "high",
 ) -> RunConfig:
     """Refuse a run with bad versions before anything is built."""
     locked = locked_dar_backup_version(root / "docker/requirements.txt")
@@ -166,6 +174,12 @@ def build_config(
         )
     if repo is not None and (not repo or repo != repo.strip() or ":" in repo.rsplit("/", 1)[-1]):
         raise UsageError(f"--repo must be REGISTRY/NAME without a tag, got {repo!r}")
+    if vuln_threshold not in VULN_LEVELS:
+        raise UsageError(f"--vuln-threshold must be one of {', '.join(VULN_LEVELS)}, got {vuln_threshold!r}")
+    if vuln_db and not Path(vuln_db).is_dir():
+        raise UsageError(
+            f"--vuln-db {vuln_db} is not a directory (DIR/<Ecosystem>/all.zip, as the OSV bucket serves it)"
+        )
     revision = git_revision(root, env)
     return RunConfig(
         image_version=str(image),
@@ -184,4 +198,6 @@ def build_config(
         ref=git_ref(env, root, revision),
         started=rfc3339(time.time()),
         workflow=workflow_ref(env),
+        vuln_db=Path(vuln_db).resolve() if vuln_db else None,
+        vuln_threshold=vuln_threshold,
     )

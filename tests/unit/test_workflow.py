@@ -20,7 +20,8 @@ DAGGER_ACTION = "dagger/dagger-for-github@"
 # root with the runner's PATH and variables for the command.
 AS_ROOT = r'(?:sudo env "PATH=\$PATH"(?: [A-Z_]+=\S+)* )?'
 COMMAND = re.compile(
-    AS_ROOT + r"(?:scripts/dev (?:checks|test|pipeline)|scripts/commit-history|scripts/github-release)(?: [^;&|`$<>]*)?"
+    AS_ROOT
+    + r"(?:scripts/dev (?:checks|test|pipeline|vuln-db)|scripts/commit-history|scripts/github-release)(?: [^;&|`$<>]*)?"
 )
 # What `dagger run` may run: the pipeline, set up by scripts/dev or already installed.
 DAGGER_ARGS = re.compile(r"(?:scripts/dev pipeline|python ci/main\.py)(?: [^;&|`$<>]*)?")
@@ -112,3 +113,14 @@ def test_ci_run_runs_the_test_commands_the_jobs_run():
     }
     assert in_jobs == {"checks", "test"}
     assert set(verbs.findall((REPO_ROOT / ".ci/run").read_text())) == in_jobs
+
+
+def test_release_and_refresh_get_their_vulnerability_database_by_a_readme_command_first():
+    jobs = load(REPO_ROOT / ".github/workflows/ci.yml")["jobs"]
+    for name in ("release", "refresh"):
+        steps = jobs[name]["steps"]
+        download = next(i for i, s in enumerate(steps) if s.get("run", "").startswith("scripts/dev vuln-db "))
+        pipeline = next(i for i, s in enumerate(steps) if s.get("uses", "").startswith(DAGGER_ACTION))
+        assert download < pipeline, name
+        assert steps[pipeline]["env"]["DAR_BACKUP_VULN_DB"] == steps[download]["run"].split()[2], name
+    assert "scripts/dev vuln-db" in (REPO_ROOT / "README.md").read_text()
