@@ -479,7 +479,7 @@ def test_release_on_dagger_publishes_by_secret_reference_and_fails_closed(
     assert len(published) == 1
     # Pushed under the run's candidate tag, never the version a user pulls, and never tagless:
     # the engine pushes by tag only and pushes an address without one as `:latest`
-    # (v0.21.8 engine/engineutil/containerimage.go PublishContainerImage sets no PushByDigest;
+    # (the pinned engine: engine/engineutil/containerimage.go PublishContainerImage sets no PushByDigest;
     # engine/server/resolver/resolver.go PushImage applies reference.TagNameOnly).
     ((_, publish),) = world.published
     assert publish["address"] == f"{auth_registry.address}/dar-backup:candidate-{recorded.config.run_id}"
