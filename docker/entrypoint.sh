@@ -33,8 +33,16 @@ DAR_BACKUP_CONFIG_FILE (default /etc/dar-backup/dar-backup.conf; --config-file w
 USAGE
 }
 
-is_number() {
-	[[ $1 =~ ^[0-9]+$ ]]
+# A UID or GID as the kernel takes it: decimal, 0 to 4294967294 (4294967295 is (uid_t)-1, which
+# setresuid reads as "unchanged", and setpriv cuts larger numbers down to 32 bits), with leading
+# zeros dropped so that the shell's "is it 0" and setpriv agree. The number goes to REPLY.
+parse_id() {
+	local name=$1 value=$2 digits
+	digits=${value#"${value%%[!0]*}"}
+	if [[ ! $value =~ ^[0-9]+$ ]] || [ ${#digits} -gt 10 ] || ((10#${digits:-0} > 4294967294)); then
+		die 2 "$name must be a number from 0 to 4294967294, got '$value'"
+	fi
+	REPLY=$((10#${digits:-0}))
 }
 
 # The home directory of a UID if it has a writable one, else /tmp: HOME must never be /root.
@@ -76,14 +84,15 @@ fix_perms_if_asked() {
 # Started as root: prepare for RUN_AS_UID:RUN_AS_GID, then become that user by re-executing
 # this script. Root stays root only when asked for with RUN_AS_UID=0, and says so.
 become_run_as_user() {
-	local uid=${RUN_AS_UID:-1000} gid
-	gid=${RUN_AS_GID:-$uid}
-	is_number "$uid" || die 2 "RUN_AS_UID must be a number, got '$uid'"
-	is_number "$gid" || die 2 "RUN_AS_GID must be a number, got '$gid'"
+	local uid gid
+	parse_id RUN_AS_UID "${RUN_AS_UID:-1000}"
+	uid=$REPLY
+	parse_id RUN_AS_GID "${RUN_AS_GID:-$uid}"
+	gid=$REPLY
 	create_missing_dirs "$uid" "$gid"
 	fix_perms_if_asked "$uid" "$gid"
 	if [ "$uid" = 0 ]; then
-		echo "dar-backup-image: RUN_AS_UID=0: running as root (GID $gid), as asked" >&2
+		echo "dar-backup-image: RUN_AS_UID=$RUN_AS_UID: running as root (GID $gid), as asked" >&2
 		RUN_AS_ROOT_GID=$gid
 		return
 	fi

@@ -85,16 +85,41 @@ def test_user_flag_wins(docker: Docker, image: str, tmp_path: Path):
     assert {(p.stat().st_uid, p.stat().st_gid) for p in dirs["backups"].iterdir()} == {(1234, 2345)}
 
 
+def bounded(image: str) -> tuple[str, ...]:
+    """The image, its entrypoint started as root under a timeout: an ID that the shell and setpriv
+    read differently made it re-execute itself for ever."""
+    return ("--entrypoint", "timeout", image, "-s", "KILL", "20", "docker-entrypoint.sh")
+
+
 @pytest.mark.parametrize(
-    ("env", "message"),
+    ("env", "bad"),
     [
-        (("-e", "RUN_AS_UID=abc"), "dar-backup-image: RUN_AS_UID must be a number, got 'abc'"),
-        (("-e", "RUN_AS_UID=0", "-e", "RUN_AS_GID=root"), "dar-backup-image: RUN_AS_GID must be a number, got 'root'"),
+        (["RUN_AS_UID=abc"], "RUN_AS_UID 'abc'"),
+        (["RUN_AS_UID=-1"], "RUN_AS_UID '-1'"),
+        (["RUN_AS_UID=4294967295"], "RUN_AS_UID '4294967295'"),
+        (["RUN_AS_UID=4294967296"], "RUN_AS_UID '4294967296'"),
+        (["RUN_AS_UID=99999999999999999999"], "RUN_AS_UID '99999999999999999999'"),
+        (["RUN_AS_UID=0", "RUN_AS_GID=root"], "RUN_AS_GID 'root'"),
+        (["RUN_AS_UID=1234", "RUN_AS_GID=4294967295"], "RUN_AS_GID '4294967295'"),
     ],
 )
-def test_bad_run_as_values_fail_with_one_line(docker: Docker, image: str, env, message):
-    done = docker(*RUN, *env, image, "-F")
-    assert done.returncode == 2 and done.stderr.strip() == message
+def test_bad_run_as_values_fail_with_one_line(docker: Docker, image: str, env, bad):
+    name, value = bad.split(" ")
+    done = docker(*RUN, *(arg for var in env for arg in ("-e", var)), *bounded(image), "-F")
+    assert (done.returncode, done.stderr.strip()) == (
+        2,
+        f"dar-backup-image: {name} must be a number from 0 to 4294967294, got {value}",
+    )
+
+
+def test_run_as_ids_are_numbers_leading_zeros_and_all(docker: Docker, image: str):
+    """00 is root, and says so (the image's /backups is its user's, so root is told to trust it)."""
+    env = ("-e", "RUN_AS_UID=00", "-e", "DAR_BACKUP_TRUST_USER_FILES=1")
+    done = docker(*RUN, *env, *bounded(image), "id", "-u")
+    assert (done.returncode, done.stdout.strip()) == (0, "0"), done.stderr
+    assert done.stderr.splitlines() == ["dar-backup-image: RUN_AS_UID=00: running as root (GID 0), as asked"]
+    done = docker(*RUN, "-e", "RUN_AS_UID=01234", *bounded(image), "sh", "-c", "id -u; id -g")
+    assert (done.returncode, done.stdout.split()) == (0, ["1234", "1234"]), done.stderr
 
 
 # System data as root backs it up: a root-only file and three other owners, with fixed mtimes.
