@@ -61,14 +61,19 @@ home_for() {
 	printf '/tmp\n'
 }
 
-# A missing directory is the image's to create; an existing one belongs to the user.
+# A missing directory is the image's to create; an existing one belongs to the user. Made as root,
+# maybe inside a directory a user can write to: only the last name is made and given away, never
+# through a symbolic link (a dangling one is refused; `mkdir` without -p does not follow one put
+# there before it, `chown -h` changes a link put there after it, not what the link points to).
 create_missing_dirs() {
-	local uid=$1 gid=$2 dir
+	local uid=$1 gid=$2 dir parent out
 	for dir in "$DATA_DIR" "$BACKUP_DIR" "$BACKUP_D_DIR" "$RESTORE_DIR"; do
-		if [ ! -d "$dir" ]; then
-			mkdir -p "$dir"
-			chown "$uid:$gid" "$dir"
-		fi
+		[ ! -d "$dir" ] || continue
+		[ ! -L "$dir" ] || die 1 "$dir is a symbolic link to no directory: remove it, or make it a directory"
+		parent=${dir%/*}
+		mkdir -p -- "${parent:-/}"
+		out=$(mkdir -- "$dir" 2>&1) || die 1 "could not create $dir: ${out##*: }"
+		chown -h -- "$uid:$gid" "$dir"
 	done
 }
 

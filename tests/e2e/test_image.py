@@ -278,6 +278,32 @@ def test_existing_data_is_never_chowned_unless_asked(docker: Docker, image: str,
     ]
 
 
+# Run as root with the entrypoint's mkdir followed, as a user who can write to the parent could,
+# by a symbolic link to /tmp/victim in place of the new directory, before the entrypoint owns it.
+LINK_RACE = """
+mkdir -p /tmp/shims /tmp/race && touch /tmp/victim
+cat > /tmp/shims/mkdir <<'SHIM'
+#!/bin/sh
+/bin/mkdir "$@" || exit
+for last; do :; done
+[ "$last" != /tmp/race/new ] || { rmdir "$last" && ln -s /tmp/victim "$last"; }
+SHIM
+chmod 755 /tmp/shims/mkdir
+PATH=/tmp/shims:$PATH RESTORE_DIR=/tmp/race/new docker-entrypoint.sh true
+stat -c '%u:%g' /tmp/victim
+"""
+
+
+def test_a_missing_directory_is_made_without_following_a_link(docker: Docker, image: str):
+    assert docker.ok(*RUN, "--entrypoint", "bash", image, "-c", LINK_RACE).strip() == "0:0"
+    dangling = "ln -s /nowhere /tmp/dangling && RESTORE_DIR=/tmp/dangling docker-entrypoint.sh true"
+    done = docker(*RUN, "--entrypoint", "bash", image, "-c", dangling)
+    assert (done.returncode, done.stderr.strip()) == (
+        1,
+        "dar-backup-image: /tmp/dangling is a symbolic link to no directory: remove it, or make it a directory",
+    )
+
+
 # Python's own account (-v: "code object from" each bytecode file it reads, whoever imports the
 # module) of the bytecode read while `manager --create-db` creates the catalogs (as the entrypoint
 # does at a first start, with its output kept here), while dar-backup starts through the entrypoint
