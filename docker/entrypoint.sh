@@ -25,8 +25,9 @@ dar-backup image: dar, par2 and dar-backup, run as a non-root user.
   IMAGE dar|par2|manager|bash ...     run another program of the image as the same user
 
 Environment: RUN_AS_UID (default 1000; 0 runs as root, e.g. to back up and restore
-ownership), RUN_AS_GID (default: RUN_AS_UID). DAR_BACKUP_FIX_PERMS=1 (chown -R /backups
-and /restore to that user; off by default: /data and /backup.d are never changed).
+ownership), RUN_AS_GID (default: RUN_AS_UID); `docker run --user UID:GID` wins, and
+`--user 0:GID` with a GID other than 0 runs as root too. DAR_BACKUP_FIX_PERMS=1 (chown -R
+/backups and /restore to that user; off by default: /data and /backup.d are never changed).
 As root, a config, backup definition or catalog that a non-root user can change is refused
 (exit 126): make it root's, or set DAR_BACKUP_TRUST_USER_FILES=1 to trust it.
 DAR_BACKUP_CONFIG_FILE (default /etc/dar-backup/dar-backup.conf; --config-file wins).
@@ -87,17 +88,26 @@ fix_perms_if_asked() {
 }
 
 # Started as root: prepare for RUN_AS_UID:RUN_AS_GID, then become that user by re-executing
-# this script. Root stays root only when asked for with RUN_AS_UID=0, and says so.
+# this script. Root stays root only when asked for, and says so: with RUN_AS_UID=0, or with
+# `docker run --user 0:GID` and a GID other than 0. (`--user 0` and `--user 0:0` start the image
+# as its default start does, as root with GID 0: Docker sets nothing else that tells them apart.)
 become_run_as_user() {
-	local uid gid
-	parse_id RUN_AS_UID "${RUN_AS_UID:-1000}"
-	uid=$REPLY
-	parse_id RUN_AS_GID "${RUN_AS_GID:-$uid}"
-	gid=$REPLY
+	local uid gid asked key real _
+	while read -r key real _; do
+		[ "$key" != Gid: ] || break
+	done </proc/self/status
+	if [ "$key" = Gid: ] && [ "$real" != 0 ]; then
+		uid=0 gid=$real asked="docker run --user 0:$real"
+	else
+		parse_id RUN_AS_UID "${RUN_AS_UID:-1000}"
+		uid=$REPLY asked="RUN_AS_UID=${RUN_AS_UID:-}"
+		parse_id RUN_AS_GID "${RUN_AS_GID:-$uid}"
+		gid=$REPLY
+	fi
 	create_missing_dirs "$uid" "$gid"
 	fix_perms_if_asked "$uid" "$gid"
 	if [ "$uid" = 0 ]; then
-		echo "dar-backup-image: RUN_AS_UID=$RUN_AS_UID: running as root (GID $gid), as asked" >&2
+		echo "dar-backup-image: $asked: running as root (GID $gid), as asked" >&2
 		RUN_AS_ROOT_GID=$gid
 		return
 	fi

@@ -85,6 +85,23 @@ def test_user_flag_wins(docker: Docker, image: str, tmp_path: Path):
     assert {(p.stat().st_uid, p.stat().st_gid) for p in dirs["backups"].iterdir()} == {(1234, 2345)}
 
 
+def test_user_flag_for_root_with_a_group_stays_root(docker: Docker, image: str):
+    """`--user 0:G` (G not 0) is root asked for; `--user 0:0` cannot be told apart from the default start."""
+    trust = ("-e", "DAR_BACKUP_TRUST_USER_FILES=1")
+    done = docker(*RUN, "--user", "0:2345", "-e", "RUN_AS_UID=1000", *trust, image, "sh", "-c", "id -u; id -g; id -G")
+    assert (done.returncode, done.stdout.split()) == (0, ["0", "2345", "2345"]), done.stderr
+    assert done.stderr.splitlines() == [
+        "dar-backup-image: docker run --user 0:2345: running as root (GID 2345), as asked"
+    ]
+    # A root run like any other: it trusts nothing a non-root user can change (the image's /backup.d).
+    refused = docker(*RUN, "--user", "0:2345", image, "true")
+    assert refused.returncode == 126
+    assert refused.stderr.splitlines()[1].startswith(
+        "dar-backup-image: refusing to run as root: the backup definitions directory /backup.d can be changed"
+    )
+    assert docker.ok(*RUN, "--user", "0:0", image, "id", "-u").strip() == "1000"
+
+
 def bounded(image: str) -> tuple[str, ...]:
     """The image, its entrypoint started as root under a timeout: an ID that the shell and setpriv
     read differently made it re-execute itself for ever."""
@@ -345,7 +362,8 @@ def test_final_image_has_no_build_tools_or_caches(docker: Docker, image: str):
     # Outside the venv, the only bytecode is what a start reads (that a start compiles nothing, so
     # that nothing is missing, is the next test's).
     found = "find / -xdev -name '*.pyc' ! -path '/opt/dar-backup/*'; find / -xdev -name __pycache__ -empty"
-    stdlib = {path for path in bytecode_read_at_start(docker, image) if not path.startswith("/opt/dar-backup/")}
+    read = bytecode_read_at_start(docker, image)
+    stdlib = {path for path in read if not path.startswith(("/opt/dar-backup/", "/opt/venv/"))}
     assert set(docker.ok(*RUN, "--entrypoint", "sh", image, "-c", found).split()) == stdlib
 
 
@@ -392,6 +410,13 @@ def test_upstream_venv_paths_run_unchanged_as_entrypoints(docker: Docker, image:
     listing = docker.ok(*RUN, *mounts(volumes), "--entrypoint", "ls", image, "/backups").split()
     assert "default.db" in listing
     assert [n for n in listing if re.fullmatch(r"default_FULL_\d{4}-\d{2}-\d{2}\.1\.dar", n)], listing
+
+
+def test_dar_backup_is_found_on_path_as_upstream_names_it(docker: Docker, image: str):
+    """Upstream's scripts and its own tests look dar-backup up on PATH and expect /opt/venv/bin."""
+    lookup = "command -v dar-backup; command -v manager; head -n 1 /opt/venv/bin/dar-backup"
+    found = docker.ok(*RUN, image, "sh", "-c", lookup).split()
+    assert found == ["/opt/venv/bin/dar-backup", "/opt/venv/bin/manager", "#!/opt/dar-backup/bin/python3"]
 
 
 def pem_bodies(text: str) -> set[str]:
