@@ -23,7 +23,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import Message
 from http.client import HTTPMessage
 from typing import IO, TYPE_CHECKING
@@ -226,8 +226,11 @@ class Response:
 class Registry:
     repo: str
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     deadline: float = DEADLINE
+    # The bearer token of the last challenge, a secret as the password is; the challenge it answers.
+    _token: str | None = field(default=None, init=False, repr=False)
+    _challenge: str = field(default="", init=False, repr=False)
 
     @classmethod
     def logged_in(cls, repo: str, auth: RegistryAuth | None) -> Registry:
@@ -238,8 +241,6 @@ class Registry:
 
     def __post_init__(self) -> None:
         self.host, self.name = split_repo(self.repo)
-        self._token: str | None = None
-        self._challenge = ""
 
     def _send(
         self, method: str, url: str, headers: dict[str, str], data: bytes | None, limit: int = ANSWER_LIMIT

@@ -216,3 +216,13 @@ def test_a_blob_within_its_limit_is_read_through_the_deadline_reader():
     digest = "sha256:" + hashlib.sha256(blob).hexdigest()
     with answering(lambda handler: reply(handler, 200, blob)) as (host, _):
         assert Registry(f"{host}/x").blob(digest) == blob
+
+
+def test_a_logged_in_registry_shows_neither_its_password_nor_its_token():
+    with token_server([])("http://{host}/token") as (host, _):
+        registry = Registry(f"{host}/x", "me", PASSWORD)
+        registry.tags()
+    assert registry._token == TOKEN
+    for shown in (repr(registry), str(registry), f"{registry}", repr([registry])):
+        assert PASSWORD not in shown and TOKEN not in shown
+        assert "'me'" in shown and host in shown
