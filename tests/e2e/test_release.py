@@ -538,19 +538,20 @@ class ProvenanceChangedAfterWriting(DockerEngine):
         return await super().run(image, argv, **options)
 
 
-class ScanCosignCannotKeep(DockerEngine):
-    """The scan reaches cosign with a field its vuln structure does not know: cosign drops it and signs the rest."""
+class ScanChangedAfterWriting(DockerEngine):
+    """The scan reaches cosign changed: another scanner version than the one written."""
 
     async def run(self, image, argv, **options):
         if argv[:4] == ["cosign", "attest", "--yes", "--type"] and argv[4] == signing.VULN.attest_type:
             files = dict(options["files"])
-            document = {**json.loads(files[signing.VULN_PATH]), "extra": "not in cosign's structure"}
+            document = json.loads(files[signing.VULN_PATH])
+            document["scanner"]["version"] = "0.0.1"
             options = {**options, "files": {**files, signing.VULN_PATH: json.dumps(document)}}
         return await super().run(image, argv, **options)
 
 
 @pytest.mark.parametrize(
-    ("engine_class", "kind"), [(ProvenanceChangedAfterWriting, "slsaprovenance1"), (ScanCosignCannotKeep, "vuln")]
+    ("engine_class", "kind"), [(ProvenanceChangedAfterWriting, "slsaprovenance1"), (ScanChangedAfterWriting, "vuln")]
 )
 def test_a_predicate_attested_otherwise_than_written_withdraws_the_candidate(
     image, registry: LocalRegistry, checkout: Path, engine_class, kind
