@@ -19,7 +19,9 @@ DAGGER_ACTION = "dagger/dagger-for-github@"
 # The README's commands (scripts/dev's verbs; the release job's gate, history commit and GitHub
 # Release), optionally as root with the runner's PATH and variables for the command.
 AS_ROOT = r'(?:sudo env "PATH=\$PATH"(?: [A-Z_]+=\S+)* )?'
-SCRIPTS = r"scripts/dev (?:checks|test|pipeline|vuln-db)|scripts/release-gate|scripts/commit-history|scripts/github-release"
+SCRIPTS = (
+    r"scripts/dev (?:checks|test|pipeline|vuln-db)|scripts/release-gate|scripts/commit-history|scripts/github-release"
+)
 COMMAND = re.compile(AS_ROOT + f"(?:{SCRIPTS})" + r"(?: [^;&|`$<>]*)?")
 # What `dagger run` may run: the pipeline, set up by scripts/dev or already installed.
 DAGGER_ARGS = re.compile(r"(?:scripts/dev pipeline|python ci/main\.py)(?: [^;&|`$<>]*)?")
