@@ -73,6 +73,12 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "--base-image", default=env.get("BASE_IMAGE"), help="image to build FROM (default ubuntu:24.04) [BASE_IMAGE]"
     )
     p.add_argument(
+        "--tools-base-image",
+        default=env.get("DAR_BACKUP_TOOLS_BASE_IMAGE"),
+        help="image the release's cosign tools image builds FROM (default debian:trixie-slim) "
+        "[DAR_BACKUP_TOOLS_BASE_IMAGE]",
+    )
+    p.add_argument(
         "--repo", default=env.get("DAR_BACKUP_REPO"), help="REGISTRY/NAME the image is released to [DAR_BACKUP_REPO]"
     )
     p.add_argument(
@@ -143,6 +149,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             image_version=image_version,
             dar_backup_version=args.dar_backup_version,
             base_image=args.base_image,
+            tools_base_image=args.tools_base_image,
             repo=args.repo,
             dry_run=args.dry_run,
             report_dir=args.report_dir,

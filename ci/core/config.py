@@ -19,6 +19,8 @@ from ci.core.versions import locked_dar_backup_version, parse_release_version
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BASE_IMAGE = "ubuntu:24.04"
+# What the cosign tools image (docker/tools.Dockerfile) builds FROM.
+DEFAULT_TOOLS_BASE_IMAGE = "debian:trixie-slim"
 DEV_IMAGE_VERSION = "0.0.0-dev"
 
 
@@ -45,6 +47,8 @@ class RunConfig:
     started: str = ""
     # The workflow running the pipeline on GitHub Actions (`https://github.com/o/r/.github/workflows/ci.yml@ref`).
     workflow: str | None = None
+    # What the release's cosign tools image builds FROM (a registry the engine reaches, as for base_image).
+    tools_base_image: str = DEFAULT_TOOLS_BASE_IMAGE
 
     def local_tag(self, platform: str) -> str:
         """`dar-backup:VERSION` for the host's platform, `dar-backup:VERSION-arm64` for a foreign one."""
@@ -152,6 +156,7 @@ def build_config(
     root: Path = REPO_ROOT,
     previous_image: str | None = None,
     platforms: tuple[str, ...] = (),
+    tools_base_image: str | None = None,
 ) -> RunConfig:
     """Refuse a run with bad versions before anything is built."""
     locked = locked_dar_backup_version(root / "docker/requirements.txt")
@@ -184,4 +189,5 @@ def build_config(
         ref=git_ref(env, root, revision),
         started=rfc3339(time.time()),
         workflow=workflow_ref(env),
+        tools_base_image=tools_base_image or DEFAULT_TOOLS_BASE_IMAGE,
     )

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from ci.cli import main, tag_version
+from ci.cli import main, parser, tag_version
 from ci.core.baseimage import BaseImage
 from ci.core.config import REPO_ROOT, build_config, created_timestamp, project_license
 from ci.core.errors import OutputError, UsageError, VersionError
@@ -146,3 +146,13 @@ def test_a_release_for_a_tag_that_is_no_version_is_refused_before_anything(capsy
     env = {"GITHUB_REF_TYPE": "tag", "GITHUB_REF_NAME": "v1.2"}
     assert main(["release", "--repo", "127.0.0.1:9/x", "--report-dir", str(tmp_path)], env=env) == 2
     assert capsys.readouterr().err == "error: image version '1.2' is not semver MAJOR.MINOR.PATCH (no leading zeros)\n"
+
+
+def test_the_tools_image_base_defaults_to_trixie_and_comes_from_the_flag_or_the_environment():
+    # On Dagger every FROM must come from a registry the engine reaches: the tools image's too.
+    assert config().tools_base_image == "debian:trixie-slim"
+    assert config(tools_base_image="127.0.0.1:5000/debian:trixie-slim").tools_base_image.startswith("127.0.0.1")
+    env = {"DAR_BACKUP_TOOLS_BASE_IMAGE": "127.0.0.1:5000/debian:trixie-slim"}
+    assert parser(env).parse_args(["release"]).tools_base_image == env["DAR_BACKUP_TOOLS_BASE_IMAGE"]
+    assert parser(env).parse_args(["release", "--tools-base-image", "b"]).tools_base_image == "b"
+    assert parser({}).parse_args(["release"]).tools_base_image is None
