@@ -39,6 +39,10 @@ COMMANDS = {
 }
 
 
+# Ctrl-C, and what `dagger run` sends its command on Ctrl-C (cmd/dagger/exec_unix.go).
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse's usage errors, as one line with the pipeline's exit code for bad input."""
 
@@ -219,7 +223,9 @@ def run_reported(
         interrupts.append(signum)
         signal.default_int_handler(signum, frame)
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
+    # `dagger run` turns Ctrl-C into SIGTERM for its command (and SIGKILL 10 s later): the same
+    # interruption, which must still end with the reports and exit 130.
+    previous = {signum: signal.signal(signum, on_interrupt) for signum in INTERRUPTS}
     try:
         anyio.run(work)
         report.outcome = "passed"
@@ -231,7 +237,8 @@ def run_reported(
         report.outcome, report.error, code = "failed", f"internal error: {type(err).__name__}: {err}", errors.BUG
         bug = traceback.format_exc()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if interrupts:
         report.outcome, report.error = "interrupted", "interrupted (Ctrl-C); volumes and containers removed"
         code = errors.INTERRUPTED
