@@ -19,7 +19,7 @@ from types import FrameType
 import anyio
 
 from ci.core import errors
-from ci.core.config import REPO_ROOT, build_config
+from ci.core.config import REPO_ROOT, VULN_LEVELS, build_config
 from ci.core.errors import PipelineError, UsageError
 from ci.core.log import error, say
 from ci.core.platforms import SUPPORTED, default_platforms, host_platform, parse_platforms
@@ -104,6 +104,19 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="release, refresh: gate, build and test, but push and sign nothing and write no history",
     )
     p.add_argument(
+        "--vuln-db",
+        default=env.get("DAR_BACKUP_VULN_DB"),
+        help="the OSV vulnerability database, DIR/<Ecosystem>/all.zip as the OSV bucket serves it (scripts/dev "
+        "vuln-db DIR downloads it); release and refresh refuse without one, test scans and reports with one "
+        "[DAR_BACKUP_VULN_DB]",
+    )
+    p.add_argument(
+        "--vuln-threshold",
+        default=env.get("DAR_BACKUP_VULN_THRESHOLD", "high"),
+        help=f"{', '.join(VULN_LEVELS)}: a fixable finding at or above it refuses a release (default high; a record "
+        "without a severity counts as high) [DAR_BACKUP_VULN_THRESHOLD]",
+    )
+    p.add_argument(
         "--report-dir",
         type=Path,
         default=Path(env.get("DAR_BACKUP_REPORT_DIR", "reports")),
@@ -175,9 +188,16 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             root=REPO_ROOT,
             previous_image=args.previous_image,
             platforms=chosen_platforms(args.platform, args.command in PUBLISHING),
+            vuln_db=args.vuln_db,
+            vuln_threshold=args.vuln_threshold,
         )
         if args.previous_image and args.command != "test":
             raise UsageError("--previous-image applies to test; release and refresh check against the last release")
+        if args.command in PUBLISHING and config.vuln_db is None:
+            raise UsageError(
+                f"{args.command} scans each image before publishing: give --vuln-db DIR (or DAR_BACKUP_VULN_DB); "
+                "scripts/dev vuln-db DIR downloads it"
+            )
         if args.dry_run and args.command not in PUBLISHING:
             raise UsageError(f"--dry-run applies to release and refresh only, not {args.command}")
         if args.command in PUBLISHING and not args.dry_run:

@@ -14,7 +14,7 @@ from ci.oci.auth import RegistryAuth
 from ci.release import refresh
 from ci.release.plan import Plan, preflight
 from ci.release.publish import release
-from ci.stages import build, scenario, upgrade
+from ci.stages import build, scenario, upgrade, vulnscan
 from ci.stages.build import Built
 
 # The commands that publish, and so pass the release gate before anything is built.
@@ -62,9 +62,12 @@ async def pipeline(command: str, engine: Engine, config: RunConfig, report: Repo
     if previous is not None:
         await upgrade.check(engine, tested[0].image, tested[0].versions, previous, report)
     if plan is not None and command == "refresh":
-        plan = await refresh.worth_releasing(engine, plan, tested, report)
+        plan = await refresh.worth_releasing(engine, config, plan, tested, report)
+    # Before anything is pushed: a release gates on the scan, test only reports it.
+    if plan is not None or command == "test":
+        scans = await vulnscan.gate(config, tested, report, gating=plan is not None)
     if plan is not None:
-        await release(engine, config, plan, tested, report)
+        await release(engine, config, plan, tested, report, scans)
 
 
 async def execute(engine_name: str, config: RunConfig, report: Report, command: str, env: Mapping[str, str]) -> None:

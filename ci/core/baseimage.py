@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The local engine's own bases: its bootstraps (`:<suite>`), and the tag each local base's
+# build goes FROM (`:id-<image id>`).
+LOCAL_BASE_REPO = "dar-backup-local-base"
+
 
 @dataclass(frozen=True)
 class BaseImage:
@@ -27,11 +31,13 @@ class BaseImage:
     def build_from(self) -> str:
         """What FROM names: `name@digest` from a registry (a given digest replaced by the platform's).
 
-        A local base goes by its tag: BuildKit looks `name@<image id>` up in a registry, never
-        in the engine's own images, and the tag is one only this engine writes.
+        A local base goes by a tag made of the image id recorded, `dar-backup-local-base:id-<hex>`,
+        which the engine writes before the build: BuildKit (Docker 20.10's) reads `sha256:<id>`
+        and `name@<id>` as names to pull from a registry, never as the engine's own images, and
+        the base's own tag (ubuntu:24.04) is one a pull may move to another image meanwhile.
         """
-        if self.digest is None:
-            return self.name
+        if self.local_id is not None:
+            return f"{LOCAL_BASE_REPO}:id-{self.local_id.removeprefix('sha256:')}"
         return f"{self.name.partition('@')[0]}@{self.digest}"
 
     @property

@@ -22,6 +22,8 @@ DEFAULT_BASE_IMAGE = "ubuntu:24.04"
 # What the cosign tools image (docker/tools.Dockerfile) builds FROM.
 DEFAULT_TOOLS_BASE_IMAGE = "debian:trixie-slim"
 DEV_IMAGE_VERSION = "0.0.0-dev"
+# Severities from low to critical, as the vulnerability gate ranks them.
+VULN_LEVELS = ("low", "medium", "high", "critical")
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,10 @@ class RunConfig:
     workflow: str | None = None
     # What the release's cosign tools image builds FROM (a registry the engine reaches, as for base_image).
     tools_base_image: str = DEFAULT_TOOLS_BASE_IMAGE
+    # The vulnerability database (`DIR/<Ecosystem>/all.zip`): release and refresh need one, test uses one if given.
+    vuln_db: Path | None = None
+    # The lowest severity of a fixable finding that refuses a release.
+    vuln_threshold: str = "high"
 
     def local_tag(self, platform: str) -> str:
         """`dar-backup:VERSION` for the host's platform, `dar-backup:VERSION-arm64` for a foreign one."""
@@ -157,6 +163,8 @@ def build_config(
     previous_image: str | None = None,
     platforms: tuple[str, ...] = (),
     tools_base_image: str | None = None,
+    vuln_db: str | None = None,
+    vuln_threshold: str = "high",
 ) -> RunConfig:
     """Refuse a run with bad versions before anything is built."""
     locked = locked_dar_backup_version(root / "docker/requirements.txt")
@@ -171,6 +179,12 @@ def build_config(
         )
     if repo is not None and (not repo or repo != repo.strip() or ":" in repo.rsplit("/", 1)[-1]):
         raise UsageError(f"--repo must be REGISTRY/NAME without a tag, got {repo!r}")
+    if vuln_threshold not in VULN_LEVELS:
+        raise UsageError(f"--vuln-threshold must be one of {', '.join(VULN_LEVELS)}, got {vuln_threshold!r}")
+    if vuln_db and not Path(vuln_db).is_dir():
+        raise UsageError(
+            f"--vuln-db {vuln_db} is not a directory (DIR/<Ecosystem>/all.zip, as the OSV bucket serves it)"
+        )
     revision = git_revision(root, env)
     return RunConfig(
         image_version=str(image),
@@ -190,4 +204,6 @@ def build_config(
         started=rfc3339(time.time()),
         workflow=workflow_ref(env),
         tools_base_image=tools_base_image or DEFAULT_TOOLS_BASE_IMAGE,
+        vuln_db=Path(vuln_db).resolve() if vuln_db else None,
+        vuln_threshold=vuln_threshold,
     )

@@ -49,6 +49,14 @@ class RegistryError(PipelineError):
     """The registry refused, could not be reached, or answered something unreadable."""
 
 
+class RegistryUnreachable(RegistryError):
+    """No registry answered: its name does not resolve, or the connection is refused or has no route.
+
+    The one registry failure the local engine may answer with an image of its own: a registry
+    that answers (an error, too slowly, with a bad certificate) is never replaced by a guess.
+    """
+
+
 class SigningError(PipelineError):
     """cosign refused, or what it verified is not what was published."""
 

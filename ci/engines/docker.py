@@ -18,7 +18,7 @@ from pathlib import Path
 import anyio
 
 from ci.core.baseimage import BaseImage
-from ci.core.errors import EngineError, RegistryError
+from ci.core.errors import EngineError, RegistryError, RegistryUnreachable
 from ci.core.log import say
 from ci.core.platforms import host_platform
 from ci.engines.docker_push import push_saved_image
@@ -104,6 +104,8 @@ class DockerEngine:
         self.client = client
         self.host = host_platform()
         self._names = count(1)
+        # The id tag of each local base resolved (what a build goes FROM) → the image id it was made of.
+        self._local_bases: dict[str, str] = {}
 
     @classmethod
     def open(cls, run_id: str, context: Path) -> DockerEngine:
@@ -116,14 +118,27 @@ class DockerEngine:
             ensure_emulation(platform)
         try:
             digest = await anyio.to_thread.run_sync(resolve_digest, requested, platform, auth)
-        except RegistryError as err:
-            # No registry serves it: this engine makes do with an image of its own (present,
+        except RegistryUnreachable as err:
+            # No registry answered: this engine makes do with an image of its own (present,
             # pulled by the daemon, or bootstrapped), as the e2e suite does without a network.
-            say("engine", f"{requested} has no registry digest ({err}): building FROM a local image")
+            # A registry that answered (429, 5xx, 401 …) stops the run instead: what it refused
+            # is no reason to build on whatever the daemon keeps under that name.
+            say("engine", f"{requested}: {err}; building FROM a local image of it")
             tag = ensure_base_image(self.client, requested, platform, self.host)
-            image_id = await self._checked([self.client, "image", "inspect", "-f", "{{.Id}}", tag], f"inspecting {tag}")
-            return BaseImage(tag, local_id=image_id.strip())
+            inspect = [self.client, "image", "inspect", "-f", "{{.Id}}", tag]
+            image_id = (await self._checked(inspect, f"inspecting {tag}")).strip()
+            base = BaseImage(tag, local_id=image_id)
+            await self._checked([self.client, "tag", image_id, base.build_from], f"tagging {tag}")
+            say("engine", f"{tag} is {image_id}: building FROM {base.build_from}")
+            self._local_bases[base.build_from] = image_id
+            return base
         return BaseImage(requested, digest=digest)
+
+    async def _layers(self, ref: str) -> list[str]:
+        out = await self._checked(
+            [self.client, "image", "inspect", "-f", "{{json .RootFS.Layers}}", ref], f"reading the layers of {ref}"
+        )
+        return list(json.loads(out) or [])
 
     async def _exec(
         self, argv: Sequence[str], *, stream: bool = False, extra_env: Mapping[str, str] | None = None
@@ -151,6 +166,12 @@ class DockerEngine:
             image_id = Path(iidfile).read_text().strip()
         # A tag is the name users run it by (a foreign platform's says so: dar-backup:X-arm64).
         description = spec.tag or f"{spec.target} {image_id[:19]} ({spec.platform or 'host'})"
+        # Built FROM a local base's id tag: its layers must be the first of the image, or the
+        # tag named another image by the time BuildKit read it, and the label would be a lie.
+        for base_id in {self._local_bases[v] for v in spec.build_args.values() if v in self._local_bases}:
+            base_layers = await self._layers(base_id)
+            if (await self._layers(image_id))[: len(base_layers)] != base_layers:
+                raise EngineError(f"{description} is not built on the local base {base_id} it was to be built FROM")
         return Image(image_id, description, image_id, spec.platform)
 
     async def run(

@@ -21,12 +21,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ci.core.baseimage import LOCAL_BASE_REPO
 from ci.core.errors import EngineError
 from ci.core.log import say
 from ci.core.platforms import architecture, tag_suffix
 
 DEBOOTSTRAP_SCRIPTS = Path("/usr/share/debootstrap/scripts")
-LOCAL_BASE_REPO = "dar-backup-local-base"
 # What Debian and Ubuntu images set; a loaded archive has no daemon default to fall back on.
 IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DOCKERD_LOG = Path("/var/log/dar-backup-ci-dockerd.log")

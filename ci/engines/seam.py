@@ -88,8 +88,8 @@ class Engine(Protocol):
 
     async def resolve_base(self, requested: str, platform: str, auth: RegistryAuth | None) -> BaseImage:
         """The base to build FROM for platform: its registry digest (read with `ci.oci.base`, auth
-        only for its own registry), or where the engine can make do without a registry, its own
-        image, marked local.
+        only for its own registry), or where no registry is reachable and the engine can make do
+        without one, its own image, marked local. A registry that answers with an error stops it.
 
         Also readies the engine for the platform: a foreign one is emulated from here on.
         """

@@ -1,33 +1,77 @@
 """A small client for the OCI distribution (Docker Registry v2) API: tags, manifests, delete.
 
 Used by the release gates and for floating tags, the same for either engine. It fails closed:
-any answer other than a clear "not found" is an error. Errors never carry credentials.
+any answer other than a clear "not found" is an error. Errors never carry credentials, and
+credentials go only over HTTPS (plain HTTP to this machine alone). Every answer is read
+within a size cap and every request within a deadline, so a hostile or broken registry can
+neither fill the memory of the process that holds the credentials nor hold it forever.
 """
 
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
+import http.client
+import io
+import ipaddress
 import json
 import re
+import socket
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from email.message import Message
 from http.client import HTTPMessage
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from ci.core.errors import RegistryError
+from ci.core.errors import RegistryError, RegistryUnreachable
 from ci.oci.auth import RegistryAuth, read_secret, split_repo
 from ci.oci.media import EMPTY, EMPTY_CONTENT, MANIFEST, MANIFEST_TYPES, Descriptor, is_digest, placeholder_manifest
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 # Tags are read a page at a time; a listing longer than this is refused rather than truncated.
 TAGS_PAGE_SIZE = 100
 MAX_TAG_PAGES = 500
 
+MIB = 1 << 20
+# The most of an answer that is read; one longer is refused. Manifests: distribution's own
+# limit. Blobs: only image configs are read (kilobytes); layers only ever go up.
+MANIFEST_LIMIT = 4 * MIB
+TAGS_PAGE_LIMIT = 4 * MIB
+TOKEN_LIMIT = 1 * MIB
+BLOB_LIMIT = 16 * MIB
+# Answers nothing reads (to a PUT, POST, DELETE; error pages).
+ANSWER_LIMIT = 1 * MIB
+# Seconds a request may take, from connecting to its answer's last byte; an upload a second
+# more per MiB it sends.
+DEADLINE = 60.0
+UPLOAD_BYTES_PER_SECOND = MIB
+
 
 def is_loopback(host: str) -> bool:
-    return host.split(":")[0] in ("localhost", "127.0.0.1") or host.startswith("127.") or host.startswith("[::1]")
+    """host[:port] is this machine: `localhost`, or an address in 127.0.0.0/8 or ::1, parsed as one.
+
+    A name is not an address: `127.example` may resolve anywhere.
+    """
+    name = urllib.parse.urlsplit(f"//{host}").hostname
+    if name == "localhost":
+        return True
+    try:
+        return name is not None and ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def may_carry_credentials(url: str) -> bool:
+    """Credentials (a password, a token) may go to url: over HTTPS, or over plain HTTP to this machine."""
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.netloc))
 
 
 def base_url(host: str) -> str:
@@ -89,7 +133,86 @@ class _NoCredentialsElsewhere(urllib.request.HTTPRedirectHandler):
         return new
 
 
-_OPENER = urllib.request.build_opener(_NoCredentialsElsewhere)
+# The monotonic time by which the request being sent must be answered in full.
+_DEADLINE: ContextVar[float] = ContextVar("registry_request_deadline")
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A connection's reads, each allowed only the time left to its request's deadline.
+
+    A socket timeout alone bounds the wait for each byte, not for the answer: a server that
+    drips its headers or body a byte a second would hold the request for as long as it likes.
+    """
+
+    def __init__(self, fp: io.BufferedReader, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._fp, self._sock, self._deadline = fp, sock, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the deadline passed")
+        self._sock.settimeout(left)
+        return self._fp.readinto1(buffer)
+
+    def close(self) -> None:
+        self._fp.close()
+        super().close()
+
+
+class _Response(http.client.HTTPResponse):
+    def __init__(
+        self, sock: socket.socket, debuglevel: int = 0, method: str | None = None, url: str | None = None
+    ) -> None:
+        super().__init__(sock, debuglevel, method, url)
+        # The status line and headers are read through it too (begin() comes after __init__).
+        self.fp = io.BufferedReader(_DeadlineReader(self.fp, sock, _DEADLINE.get()))
+
+
+class _HTTPConnection(http.client.HTTPConnection):
+    response_class = _Response
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    response_class = _Response
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_HTTPConnection, req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        # No context given: the connection makes the default one, which verifies the certificate.
+        return self.do_open(_HTTPSConnection, req)
+
+
+def _lower(headers: Message) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+_OPENER = urllib.request.build_opener(_NoCredentialsElsewhere, _HTTPHandler, _HTTPSHandler)
+# No registry answered: a name that does not resolve, a connection refused or without a route.
+_UNREACHABLE = (errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH)
+
+
+def unreachable(reason: object) -> bool:
+    """Connecting failed before any registry answered (what a base may fall back on a local image for).
+
+    Not a timeout, a reset or a TLS failure: something was there, and it did not answer as a registry.
+    """
+    return isinstance(reason, socket.gaierror) or (isinstance(reason, OSError) and reason.errno in _UNREACHABLE)
+
+
+def read_capped(answer: IO[bytes], limit: int, what: str) -> bytes:
+    body = answer.read(limit + 1)
+    if len(body) > limit:
+        raise RegistryError(f"{what}: the answer is longer than {limit // MIB} MiB")
+    return body
 
 
 @dataclass
@@ -103,8 +226,11 @@ class Response:
 class Registry:
     repo: str
     username: str | None = None
-    password: str | None = None
-    timeout: float = 30.0
+    password: str | None = field(default=None, repr=False)
+    deadline: float = DEADLINE
+    # The bearer token of the last challenge, a secret as the password is; the challenge it answers.
+    _token: str | None = field(default=None, init=False, repr=False)
+    _challenge: str = field(default="", init=False, repr=False)
 
     @classmethod
     def logged_in(cls, repo: str, auth: RegistryAuth | None) -> Registry:
@@ -115,19 +241,32 @@ class Registry:
 
     def __post_init__(self) -> None:
         self.host, self.name = split_repo(self.repo)
-        self._token: str | None = None
-        self._challenge = ""
 
-    def _send(self, method: str, url: str, headers: dict[str, str], data: bytes | None) -> Response:
+    def _send(
+        self, method: str, url: str, headers: dict[str, str], data: bytes | None, limit: int = ANSWER_LIMIT
+    ) -> Response:
         request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310
+        seconds = self.deadline + len(data or b"") / UPLOAD_BYTES_PER_SECOND
+        what = f"{method} {urllib.parse.urlsplit(url).path} on {self.host}"
+        deadline = _DEADLINE.set(time.monotonic() + seconds)
         try:
-            with _OPENER.open(request, timeout=self.timeout) as answer:
-                return Response(answer.status, {k.lower(): v for k, v in answer.headers.items()}, answer.read())
-        except urllib.error.HTTPError as err:
-            return Response(err.code, {k.lower(): v for k, v in err.headers.items()}, err.read())
-        except (urllib.error.URLError, OSError) as err:
-            reason = getattr(err, "reason", err)
-            raise RegistryError(f"registry {self.host} unreachable: {reason}") from None
+            try:
+                # The socket timeout bounds connecting and sending; reading is bounded by the deadline.
+                with _OPENER.open(request, timeout=seconds) as answer:
+                    return Response(answer.status, _lower(answer.headers), read_capped(answer, limit, what))
+            except urllib.error.HTTPError as err:
+                with err:
+                    return Response(err.code, _lower(err.headers), read_capped(err, limit, what))
+        except urllib.error.URLError as err:
+            if unreachable(err.reason):
+                raise RegistryUnreachable(f"registry {self.host} unreachable: {err.reason}") from None
+            raise RegistryError(f"registry {self.host}: {err.reason}") from None
+        except TimeoutError:
+            raise RegistryError(f"{what}: no whole answer within {seconds:.0f} s") from None
+        except (OSError, http.client.HTTPException) as err:
+            raise RegistryError(f"{what}: {str(err) or type(err).__name__}") from None
+        finally:
+            _DEADLINE.reset(deadline)
 
     def _basic(self) -> dict[str, str]:
         if self.username is None or self.password is None:
@@ -139,29 +278,52 @@ class Registry:
         fields = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
         if "realm" not in fields:
             raise RegistryError(f"registry {self.host} sent an unusable auth challenge")
+        # The realm gets the password and hands out the token the registry then gets, both in the
+        # clear on plain HTTP: refused before anything is sent, unless the realm is this machine.
+        if not may_carry_credentials(fields["realm"]):
+            realm = urllib.parse.urlsplit(fields["realm"])
+            raise RegistryError(
+                f"registry {self.host}'s token realm {realm.scheme}://{realm.netloc} is not HTTPS: refused"
+            )
         query = urllib.parse.urlencode({k: v for k, v in fields.items() if k in ("service", "scope")})
-        answer = self._send("GET", f"{fields['realm']}?{query}", self._basic(), None)
+        answer = self._send("GET", f"{fields['realm']}?{query}", self._basic(), None, TOKEN_LIMIT)
         if answer.status != 200:
             raise RegistryError(f"registry {self.host} refused the credentials (HTTP {answer.status})")
-        body = json.loads(answer.body)
-        self._token = body.get("token") or body.get("access_token")
+        try:
+            body = json.loads(answer.body)
+            token = body.get("token") or body.get("access_token")
+        except (ValueError, AttributeError):
+            token = None
+        if not isinstance(token, str) or not token:
+            raise RegistryError(f"registry {self.host}'s token service answered no token")
+        self._token = token
 
     def request(
-        self, method: str, path: str, headers: dict[str, str] | None = None, data: bytes | None = None
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str] | None = None,
+        data: bytes | None = None,
+        limit: int = ANSWER_LIMIT,
     ) -> Response:
-        return self.request_url(method, f"{base_url(self.host)}/v2/{self.name}/{path}", headers, data)
+        return self.request_url(method, f"{base_url(self.host)}/v2/{self.name}/{path}", headers, data, limit)
 
     def request_url(
-        self, method: str, url: str, headers: dict[str, str] | None = None, data: bytes | None = None
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str] | None = None,
+        data: bytes | None = None,
+        limit: int = ANSWER_LIMIT,
     ) -> Response:
         auth = {"Authorization": f"Bearer {self._token}"} if self._token else self._basic()
-        answer = self._send(method, url, {**(headers or {}), **auth}, data)
+        answer = self._send(method, url, {**(headers or {}), **auth}, data, limit)
         challenge = answer.headers.get("www-authenticate", "")
         # A new challenge is a new scope (a push needs more than a pull): fetch a token for it once.
         if answer.status == 401 and challenge.lower().startswith("bearer") and challenge != self._challenge:
             self._challenge = challenge
             self._fetch_token(challenge)
-            answer = self._send(method, url, {**(headers or {}), "Authorization": f"Bearer {self._token}"}, data)
+            answer = self._send(method, url, {**(headers or {}), "Authorization": f"Bearer {self._token}"}, data, limit)
         if answer.status in (401, 403):
             who = f"user {self.username!r}" if self.username else "anonymous access"
             raise RegistryError(f"registry {self.host} refused {who} (HTTP {answer.status})")
@@ -178,7 +340,7 @@ class Registry:
             if len(seen) == MAX_TAG_PAGES:
                 raise RegistryError(f"listing tags of {self.repo}: more than {MAX_TAG_PAGES} pages")
             seen.add(url)
-            answer = self.request_url("GET", url)
+            answer = self.request_url("GET", url, limit=TAGS_PAGE_LIMIT)
             if answer.status == 404 and not tags:
                 return []
             if answer.status != 200:
@@ -199,7 +361,7 @@ class Registry:
     def manifest(self, reference: str) -> tuple[str, bytes]:
         """(media type, bytes) of the manifest or index a tag or digest names; by digest, refused
         unless the bytes hash to it (a registry could serve anything under a digest it was asked for)."""
-        answer = self.request("GET", f"manifests/{reference}", {"Accept": MANIFEST_TYPES})
+        answer = self.request("GET", f"manifests/{reference}", {"Accept": MANIFEST_TYPES}, limit=MANIFEST_LIMIT)
         if answer.status != 200:
             raise RegistryError(f"reading manifest {self.repo}:{reference}: HTTP {answer.status}")
         if is_digest(reference) and "sha256:" + hashlib.sha256(answer.body).hexdigest() != reference:
@@ -208,7 +370,7 @@ class Registry:
 
     def blob(self, digest: str) -> bytes:
         """A blob's bytes, refused unless they hash to digest."""
-        answer = self.request("GET", f"blobs/{digest}")
+        answer = self.request("GET", f"blobs/{digest}", limit=BLOB_LIMIT)
         if answer.status != 200:
             raise RegistryError(f"reading blob {digest} of {self.repo}: HTTP {answer.status}")
         if "sha256:" + hashlib.sha256(answer.body).hexdigest() != digest:

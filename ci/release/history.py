@@ -12,14 +12,16 @@ import semver
 from ci.core.errors import HistoryError
 from ci.core.files import write_atomically
 from ci.core.platforms import SUPPORTED
-from ci.release.signing import PROVENANCE, SBOM
+from ci.release.signing import PROVENANCE, SBOM, VULN
 
 # 2: one entry per release of one or more platforms, each platform with its own digest and SBOM.
 # 3: a platform's base is a registry digest or, for a base no registry serves, a local image id.
 # 4: each release also says which predicates were attested and verified (`signing.attested`) and
-#    each platform the sha256 of its SLSA provenance. Format 3 is read by migrating it (`migrate`).
-FORMAT = 4
-CYCLONEDX, SLSA_PROVENANCE = SBOM.predicate_type, PROVENANCE.predicate_type
+#    each platform the sha256 of its SLSA provenance.
+# 5: each platform its vulnerability scan (`vulnerabilities`: counts, database, predicate sha256),
+#    attested and verified. Formats 3 and 4 are read by migrating them (`migrate`).
+FORMAT = 5
+CYCLONEDX, SLSA_PROVENANCE, VULN_SCAN = SBOM.predicate_type, PROVENANCE.predicate_type, VULN.predicate_type
 # Every entry has exactly these keys; the value types are checked too.
 ENTRY_FIELDS: dict[str, type | tuple[type, ...]] = {
     "build_number": int,
@@ -59,6 +61,17 @@ PLATFORM_FIELDS: dict[str, type | tuple[type, ...]] = {
     # sha256 of the SLSA provenance predicate attested on `digest` and verified; None only in a
     # release made before provenance existed (migrated from format 2).
     "provenance_sha256": (str, type(None)),
+    # The attested vulnerability scan; None only in a release made before the scan existed (format ≤ 4).
+    "vulnerabilities": (dict, type(None)),
+}
+VULN_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "packages": int,
+    "findings": int,
+    "fixable": int,
+    "exceptions": int,
+    # Each archive the scan read: ecosystem, date and sha256.
+    "database": str,
+    "sha256": str,
 }
 
 
@@ -102,38 +115,48 @@ def validate_entry(value: object, where: str) -> None:
     for name, facts in entry["platforms"].items():
         validate_fields(facts, PLATFORM_FIELDS, f"{where}.platforms[{name}]")
         validate_base(facts, f"{where}.platforms[{name}]")
+        if facts["vulnerabilities"] is not None:
+            validate_fields(facts["vulnerabilities"], VULN_FIELDS, f"{where}.platforms[{name}].vulnerabilities")
 
 
 def validate_new(entry: Mapping[str, Any], where: str) -> None:
-    """What a release writes now: its SLSA provenance was attested and verified, on every platform."""
+    """What a release writes now: its SLSA provenance and scan were attested and verified, on every platform."""
     validate_entry(entry, where)
     if SLSA_PROVENANCE not in entry["signing"][ATTESTED]:
         raise HistoryError(f"{where}: no verified SLSA provenance in signing.{ATTESTED}")
+    if VULN_SCAN not in entry["signing"][ATTESTED]:
+        raise HistoryError(f"{where}: no verified vulnerability scan in signing.{ATTESTED}")
     if any(facts["provenance_sha256"] is None for facts in entry["platforms"].values()):
         raise HistoryError(f"{where}: every platform needs its provenance_sha256")
+    if any(facts["vulnerabilities"] is None for facts in entry["platforms"].values()):
+        raise HistoryError(f"{where}: every platform needs its vulnerabilities")
 
 
 def migrate(document: object) -> object:
-    """A format 3 document as format 4: those releases attested their SBOMs and no provenance.
+    """An older document as the current format, one step at a time: format 3 releases attested
+    their SBOMs and no provenance (→ 4); format 4 releases were not scanned (→ 5).
 
     The document is left as it is when it is anything else; validation says what is wrong.
     """
-    if not isinstance(document, dict) or document.get("format") != 3 or not isinstance(document.get("builds"), list):
-        return document
-    builds = []
-    for entry in document["builds"]:
-        if (
-            isinstance(entry, dict)
-            and isinstance(entry.get("signing"), dict)
-            and isinstance(entry.get("platforms"), dict)
-        ):
-            platforms = {
-                name: {**facts, "provenance_sha256": None} if isinstance(facts, dict) else facts
-                for name, facts in entry["platforms"].items()
-            }
-            entry = {**entry, "signing": {**entry["signing"], ATTESTED: [CYCLONEDX]}, "platforms": platforms}
-        builds.append(entry)
-    return {"format": FORMAT, "builds": builds}
+    steps = {3: ({"provenance_sha256": None}, [CYCLONEDX]), 4: ({"vulnerabilities": None}, None)}
+    while isinstance(document, dict) and document.get("format") in steps and isinstance(document.get("builds"), list):
+        added, attested = steps[document["format"]]
+        builds = []
+        for entry in document["builds"]:
+            if (
+                isinstance(entry, dict)
+                and isinstance(entry.get("signing"), dict)
+                and isinstance(entry.get("platforms"), dict)
+            ):
+                platforms = {
+                    name: {**facts, **added} if isinstance(facts, dict) else facts
+                    for name, facts in entry["platforms"].items()
+                }
+                signed = entry["signing"] if attested is None else {**entry["signing"], ATTESTED: attested}
+                entry = {**entry, "signing": signed, "platforms": platforms}
+            builds.append(entry)
+        document = {"format": document["format"] + 1, "builds": builds}
+    return document
 
 
 def validate_document(document: object) -> list[dict[str, Any]]:
@@ -143,7 +166,7 @@ def validate_document(document: object) -> list[dict[str, Any]]:
         or document.get("format") != FORMAT
         or not isinstance(document.get("builds"), list)
     ):
-        raise HistoryError(f"expected {{'format': {FORMAT}, 'builds': [...]}} (or format 3, migrated on read)")
+        raise HistoryError(f"expected {{'format': {FORMAT}, 'builds': [...]}} (or format 3 or 4, migrated on read)")
     builds: list[dict[str, Any]] = document["builds"]
     for index, entry in enumerate(builds):
         validate_entry(entry, f"builds[{index}]")
@@ -176,7 +199,7 @@ def next_entry(builds: list[dict[str, Any]], values: Mapping[str, Any]) -> dict[
 def append(path: Path, entry: dict[str, Any]) -> None:
     """Re-read and re-validate, then write history + entry via a temp file and rename.
 
-    A format 3 history is written back as format 4, its entries migrated.
+    An older history is written back in the current format, its entries migrated.
     """
     builds = read(path)
     document = {"format": FORMAT, "builds": [*builds, entry]}

@@ -1,8 +1,8 @@
 """Release notes (Markdown) from the history entry a release recorded, the one before it and the run.
 
 Plain functions: what changed (tool versions; base digest and packages, as refresh computes
-them), the upgrade check's result as the report recorded it, and the exact commands a user runs
-to verify this digest.
+them), the upgrade check's result as the report recorded it, the vulnerability scan's findings
+and exceptions, and the exact commands a user runs to verify this digest.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ def render(
     changes: Sequence[str],
     upgrade: str,
     commands: Sequence[str],
+    scanned: Sequence[str] = (),
 ) -> str:
     """The notes of the release `entry` records; `previous` is the release before it (None: the first)."""
     lines = [f"# dar-backup image {entry['tag']}", ""]
@@ -73,5 +74,6 @@ def render(
     else:
         lines += [f"- {change}" for change in changes] or [f"No change since {previous['tag']}."]
     lines += ["", "## Upgrade check", "", upgrade]
+    lines += ["", "## Vulnerability scan", "", *(f"- {line}" for line in scanned)] if scanned else []
     lines += ["", "## Verify", "", "```sh", *commands, "```", ""]
     return "\n".join(lines)

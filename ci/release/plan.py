@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ import semver
 from ci.core.config import RunConfig, git_tree_is_clean
 from ci.core.errors import HistoryError, RegistryError, StageFailure, UsageError
 from ci.core.report import Report
+from ci.image import vulns
 from ci.image.gates import refuse
 from ci.oci.auth import RegistryAuth, registry_auth
 from ci.oci.registry import Registry
@@ -53,8 +55,9 @@ def read_history(path: Path) -> list[dict[str, Any]]:
 def preflight(config: RunConfig, env: Mapping[str, str], root: Path, report: Report) -> Plan:
     """Everything that can refuse a release before anything is built.
 
-    What the user must fix first (no --repo, a dirty tree, the history, credentials, the signing
-    identity) is a UsageError; what the registry says (the tag exists, a newer version) refuses.
+    What the user must fix first (no --repo, a dirty tree, the history, the exceptions file,
+    credentials, the signing identity) is a UsageError; what the registry says (the tag exists,
+    a newer version) refuses.
     """
     with report.step(STAGE, "release gate: repo, clean tree, history, registry, version"):
         if not config.repo:
@@ -64,6 +67,8 @@ def preflight(config: RunConfig, env: Mapping[str, str], root: Path, report: Rep
                 f"the git tree has uncommitted changes; release from a clean checkout of {config.revision}"
             )
         refuse_another_revision(config.revision, env)
+        # The exceptions file: a malformed one cannot start (2), a lapsed entry refuses (1), before any build.
+        vulns.read_waivers(root / vulns.EXCEPTIONS_FILE, dt.datetime.now(dt.UTC).date())
         version = semver.Version.parse(config.image_version)
         builds = read_history(root / HISTORY)
         auth = registry_auth(env, config.repo)

@@ -2,10 +2,11 @@
 
 Order matters: nothing is pushed before every gate passed; the candidate goes up by digest (or
 under a candidate tag that is not a version, where the engine pushes only by tag), so no tag a
-user would pull names it until it was read back, re-gated, signed, its SBOM and SLSA provenance
-attested and all of it verified, by digest. Only then is the version tag written (if it is still
-absent), then the floating tags; the history and the release notes change after all of that.
-What was pushed is a `Candidate`: any failure until the version tag is written withdraws it.
+user would pull names it until it was read back, re-gated, signed, its SBOM, SLSA provenance and
+vulnerability scan attested and all of it verified, by digest. Only then is the version tag
+written (if it is still absent), then the floating tags; the history and the release notes change
+after all of that. What was pushed is a `Candidate`: any failure until the version tag is written
+withdraws it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ci.core.errors import PipelineError, RegistryError, StageFailure
 from ci.core.files import write_atomically
 from ci.core.report import Report
 from ci.engines.seam import Engine, Image, Pushed
-from ci.image import sbom
+from ci.image import sbom, vulns
 from ci.image.gates import refuse, same_versions
 from ci.image.probe import gate_image
 from ci.image.sbom import write_sbom
@@ -49,6 +50,8 @@ class Published:
     sbom: str
     # The SLSA provenance predicate, as attested.
     provenance: str
+    # The vulnerability scan of the tested image (cosign's vuln predicate), as attested.
+    vuln: str
 
 
 def history_values(
@@ -75,7 +78,13 @@ def history_values(
 
 
 def platform_values(
-    built: Built, digest: str, image_id: str, sbom_text: str, signed: Mapping[str, Any], provenance_text: str | None
+    built: Built,
+    digest: str,
+    image_id: str,
+    sbom_text: str,
+    signed: Mapping[str, Any],
+    provenance_text: str | None,
+    vuln_text: str | None = None,
 ) -> dict[str, Any]:
     """What the history keeps of one platform."""
     return {
@@ -88,6 +97,17 @@ def platform_values(
         "sbom_sha256": sha256_hex(sbom_text),
         **{k: v for k, v in signed.items() if k != history.ATTESTED},
         "provenance_sha256": None if provenance_text is None else sha256_hex(provenance_text),
+        "vulnerabilities": None if vuln_text is None else vuln_values(vuln_text),
+    }
+
+
+def vuln_values(vuln_text: str) -> dict[str, Any]:
+    """What the history keeps of a platform's attested scan: its counts, database and digest."""
+    predicate = json.loads(vuln_text)
+    return {
+        **vulns.predicate_counts(predicate),
+        "database": predicate["scanner"]["db"]["version"],
+        "sha256": sha256_hex(vuln_text),
     }
 
 
@@ -175,7 +195,14 @@ class Candidate:
         return untagged
 
 
-async def release(engine: Engine, config: RunConfig, plan: Plan, tested: Sequence[Built], report: Report) -> None:
+async def release(
+    engine: Engine,
+    config: RunConfig,
+    plan: Plan,
+    tested: Sequence[Built],
+    report: Report,
+    scans: Sequence[vulns.Scan],
+) -> None:
     # The label, version and feature gates ran on these very images in the final stage, before
     # the test stage; the labels are checked again on what the registry serves after the push.
     with report.step(STAGE, "one set of tool versions for every platform"):
@@ -203,7 +230,11 @@ async def release(engine: Engine, config: RunConfig, plan: Plan, tested: Sequenc
     with report.step(STAGE, f"read back {candidate.where}: it names {', '.join(names)}"):
         digests = await candidate.guard("verification", read_back(plan.registry, pushed, names))
         candidate.pushed += [d for d in digests.values() if d != digest]
-    published = [await verify_platform(engine, config, candidate, built, digests, made, report) for built in tested]
+    scanned = {scan.platform: vulns.render(vulns.predicate(scan, config.vuln_threshold)) for scan in scans}
+    published = [
+        await verify_platform(engine, config, candidate, built, digests, made, report, scanned[built.platform])
+        for built in tested
+    ]
     with tempfile.TemporaryDirectory(prefix="dar-backup-ci-cosign-") as private_dir:
         login = registry_config(plan, Path(private_dir))
         cosign = signing.Cosign(engine, tools, identity, is_loopback(plan.registry.host), login)
@@ -228,7 +259,9 @@ async def release(engine: Engine, config: RunConfig, plan: Plan, tested: Sequenc
     with report.step(STAGE, f"release notes: {config.report_dir / notes.NOTES_FILE}"):
         upgrade = notes.upgrade_result(report.steps, report.run.get("previous_version"))
         commands = signing.user_commands(identity, f"{plan.repo}@{digest}", is_loopback(plan.registry.host))
-        write_atomically(config.report_dir / notes.NOTES_FILE, notes.render(entry, last, changes, upgrade, commands))
+        scanned_lines = [line for scan in scans for line in vulns.summary(scan, config.vuln_threshold)]
+        text = notes.render(entry, last, changes, upgrade, commands, scanned_lines)
+        write_atomically(config.report_dir / notes.NOTES_FILE, text)
 
 
 @dataclass(frozen=True)
@@ -248,6 +281,7 @@ async def verify_platform(
     digests: Mapping[str, str],
     made: Made,
     report: Report,
+    vuln_text: str,
 ) -> Published:
     """One platform as the registry serves it: pulled by its digest, gated, its SBOM and provenance naming it."""
     digest = digests[built.platform]
@@ -265,46 +299,47 @@ async def verify_platform(
             write_atomically(
                 config.report_dir / provenance.provenance_file(built.platform), provenance.render(statement)
             )
-    return Published(built, digest, pulled, sbom_text, provenance.render(predicate))
+    return Published(built, digest, pulled, sbom_text, provenance.render(predicate), vuln_text)
 
 
 async def sign_and_verify(
     cosign: signing.Cosign, candidate: Candidate, published: Sequence[Published], report: Report
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """Sign what the tag names, attest the SBOMs and provenance, verify it all; what the history keeps of it.
+    """Sign what the tag names, attest the SBOMs, provenance and scans, verify it all; what the history keeps of it.
 
     An index is signed with `--recursive` (each platform manifest gets the signature too) and
-    carries every platform's SBOM and provenance, so a user verifying the tag finds them; each
-    platform manifest carries its own.
+    carries every platform's SBOM, provenance and scan, so a user verifying the tag finds them;
+    each platform manifest carries its own.
     """
     plan, digest = candidate.plan, candidate.digest
     index = len(published) > 1
     sboms = [item.sbom for item in published]
     provenances = [item.provenance for item in published]
+    scans = [item.vuln for item in published]
     with report.step(STAGE, f"sign {candidate.where}" + (" and every platform manifest" if index else "")):
         public_key = await candidate.guard("signing", cosign.public_key())
         await candidate.guard("signing", cosign.sign(plan.repo, digest, recursive=index))
     for item in published:
-        for what, text in ((signing.SBOM, item.sbom), (signing.PROVENANCE, item.provenance)):
+        for what, text in ((signing.SBOM, item.sbom), (signing.PROVENANCE, item.provenance), (signing.VULN, item.vuln)):
             with report.on_platform(item.built.platform), report.step(STAGE, f"attest the {what.kind} predicate"):
                 for subject in dict.fromkeys((item.digest, digest)):
                     await candidate.guard("signing", cosign.attest(plan.repo, subject, text, what))
-    with report.step(STAGE, f"verify the signature, the SBOM and provenance attestations of {candidate.where}"):
+    with report.step(STAGE, f"verify the signature, the SBOM, provenance and scan attestations of {candidate.where}"):
         signed: dict[str, Any] = {"identity": signing.identity_record(cosign.identity, public_key)}
-        check = verify(cosign, plan, candidate.where, digest, public_key, sboms, provenances)
+        check = verify(cosign, plan, candidate.where, digest, public_key, sboms, provenances, scans)
         signed |= await candidate.guard("signature verification", check)
     platforms: dict[str, dict[str, Any]] = {}
     for item in published:
         if index:
-            step = f"verify the signature, the SBOM and provenance attestations of {plan.repo}@{item.digest}"
+            step = f"verify the signature, the SBOM, provenance and scan attestations of {plan.repo}@{item.digest}"
             with report.on_platform(item.built.platform), report.step(STAGE, step):
                 ref = f"{plan.repo}@{item.digest}"
-                check = verify(cosign, plan, ref, item.digest, public_key, [item.sbom], [item.provenance])
+                check = verify(cosign, plan, ref, item.digest, public_key, [item.sbom], [item.provenance], [item.vuln])
                 records = await candidate.guard("signature verification", check)
         else:
             records = {k: v for k, v in signed.items() if k != "identity"}
         platforms[item.built.platform] = platform_values(
-            item.built, item.digest, item.image.image_id or "", item.sbom, records, item.provenance
+            item.built, item.digest, item.image.image_id or "", item.sbom, records, item.provenance, item.vuln
         )
     return signed, platforms
 
@@ -317,12 +352,13 @@ async def verify(
     public_key: str | None,
     sboms: Sequence[str],
     provenances: Sequence[str],
+    scans: Sequence[str],
 ) -> dict[str, Any]:
-    """ref (a tag, or the digest) names digest, whose signature, SBOM and provenance attestations
-    verify, each attestation exactly as written; where they are stored and what was attested."""
+    """ref (a tag, or the digest) names digest, whose signature, SBOM, provenance and scan
+    attestations verify, each exactly as written; where they are stored and what was attested."""
     await cosign.verify(ref, digest, public_key)
     attested = []
-    for what, written in ((signing.SBOM, sboms), (signing.PROVENANCE, provenances)):
+    for what, written in ((signing.SBOM, sboms), (signing.PROVENANCE, provenances), (signing.VULN, scans)):
         await cosign.verify_attestation(ref, digest, public_key, written, what)
         attested.append(what.predicate_type)
     stored_at = {**await stored(plan, digest, "signature"), **await stored(plan, digest, "attestation")}

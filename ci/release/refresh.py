@@ -1,9 +1,11 @@
-"""Refresh: rebuild as a release would, and release the next patch only when the image changed.
+"""Refresh: rebuild as a release would, and release the next patch only when the image changed
+or the last release has a vulnerability a release can fix.
 
 What counts as a change: another base image (registry digest, or local image id), or another
 set of installed distribution packages (name, version, architecture) than the last released
-build recorded. Plain functions over history entries and SBOM documents, apart from reading
-the previous image's packages.
+build recorded. What counts as a fix: the day's database finds, in the last release's packages,
+a fixable finding at or above the threshold (the candidate must then pass the gate itself).
+Plain functions over history entries and SBOM documents, apart from reading the previous image.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ from typing import Any
 import semver
 
 from ci.core.baseimage import BaseImage
+from ci.core.config import RunConfig
+from ci.core.errors import StageFailure
 from ci.core.log import say
 from ci.core.report import Report
 from ci.engines.seam import Engine
-from ci.image import sbom
+from ci.image import sbom, vulns
 from ci.oci.auth import RegistryAuth
 from ci.release.plan import Plan
+from ci.stages import vulnscan
 from ci.stages.build import Built
 
 STAGE = "refresh"
@@ -80,13 +85,42 @@ async def changes_since(
     return changes
 
 
-async def worth_releasing(engine: Engine, plan: Plan, tested: Sequence[Built], report: Report) -> Plan | None:
-    """The release plan, saying why, when a tested image differs from the last release; else None."""
+def fix_reasons(tag: str, platform: str, refused: Sequence[vulns.Finding]) -> list[str]:
+    """Why a fixable finding in the last release is a reason to release: one line each."""
+    return [f"{platform}: {tag} has {finding.line}" for finding in refused]
+
+
+async def last_release_findings(
+    engine: Engine, config: RunConfig, last: Mapping[str, Any], tested: Sequence[Built], plan: Plan, report: Report
+) -> list[str]:
+    """The last release's SBOM, read again from its image, scanned with the day's database."""
+    reasons: list[str] = []
+    for built in tested:
+        if built.platform not in last["platforms"]:
+            continue
+        step = f"scan the last release {last['tag']} with the day's database"
+        with report.on_platform(built.platform), report.step(STAGE, step):
+            if config.vuln_db is None:
+                raise StageFailure("no vulnerability database (--vuln-db) to scan the last release with")
+            previous = await engine.pull(last["image_ref"], plan.auth, built.platform)
+            contents = await sbom.read_contents(engine, previous)
+            text = sbom.render(sbom.build_bom(contents, last["tag"], last["created"]))
+            scan = await vulns.scan_sbom(text, built.platform, config.vuln_db, vulnscan.EXCEPTIONS)
+            reasons += fix_reasons(last["tag"], built.platform, scan.refused(config.vuln_threshold))
+    return reasons
+
+
+async def worth_releasing(
+    engine: Engine, config: RunConfig, plan: Plan, tested: Sequence[Built], report: Report
+) -> Plan | None:
+    """The release plan, saying why, when a tested image differs from the last release or the
+    last release has a fixable finding at or above the threshold; else None."""
     last = plan.builds[-1]
     changes = await changes_since(engine, last, tested, plan.auth, report, STAGE)
+    changes += await last_release_findings(engine, config, last, tested, plan, report)
     if not changes:
         report.notes.append(f"nothing changed since {last['tag']}")
-        say(STAGE, f"nothing changed since {last['tag']}: nothing to release")
+        say(STAGE, f"nothing changed since {last['tag']} and nothing to fix: nothing to release")
         return None
     report.notes.append(f"refresh {plan.version}: " + "; ".join(changes))
     return dataclasses.replace(plan, notes=f"refresh: {'; '.join(changes)}")

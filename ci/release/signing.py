@@ -1,4 +1,4 @@
-"""Signing: cosign signs a published digest and attests its SBOM onto it, then verifies both.
+"""Signing: cosign signs a published digest, attests its SBOM, provenance and scan onto it, then verifies them.
 
 cosign runs in a tools image built through the seam (docker/tools.Dockerfile), never on the
 host. The private key, its password, the OIDC request token and registry credentials reach it
@@ -32,6 +32,7 @@ REGISTRY_CONFIG_DIR = "/run/secrets/registry"
 PUBLIC_KEY_PATH = "/run/cosign/cosign.pub"
 SBOM_PATH = "/run/cosign/sbom.cdx.json"
 PROVENANCE_PATH = "/run/cosign/provenance.json"
+VULN_PATH = "/run/cosign/vuln.json"
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 CYCLONEDX_PREDICATE = "https://cyclonedx.org/bom"
 
@@ -57,6 +58,11 @@ SBOM = Attestation("cyclonedx", SBOM_PATH, CYCLONEDX_PREDICATE, "cyclonedx")
 # `invocationID` (in-toto-golang commit 64e680e fixed it). By URI the predicate is signed as
 # written; `verify-attestation --type slsaprovenance1` selects it by the same predicateType.
 PROVENANCE = Attestation("slsaprovenance1", PROVENANCE_PATH, provenance.PREDICATE_TYPE, provenance.PREDICATE_TYPE)
+# By name: cosign reads the predicate into its own vuln structure (attestation.CosignVulnPredicate)
+# and signs what that prints; ci.image.vulns.predicate writes exactly those fields (RFC 3339
+# timestamps to the second), so the attested predicate is the one written, which
+# verify_attestation checks.
+VULN = Attestation("vuln", VULN_PATH, "https://cosign.sigstore.dev/attestation/vuln/v1", "vuln")
 OIDC_VARIABLES = ("ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN")
 
 
@@ -150,9 +156,9 @@ def verify_attestation_args(
 
 
 def user_commands(identity: Identity, ref: str, insecure: bool, public_key: str = "cosign.pub") -> list[str]:
-    """The commands a user runs to verify ref as the release did: signature, SBOM, provenance."""
+    """The commands a user runs to verify ref as the release did: signature, SBOM, provenance, vulnerability scan."""
     argvs = [verify_args(identity, ref, insecure, public_key)]
-    argvs += [verify_attestation_args(identity, ref, insecure, what, public_key) for what in (SBOM, PROVENANCE)]
+    argvs += [verify_attestation_args(identity, ref, insecure, what, public_key) for what in (SBOM, PROVENANCE, VULN)]
     return [shlex.join(["cosign", *argv]) for argv in argvs]
 
 

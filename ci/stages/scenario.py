@@ -40,6 +40,7 @@ DEFINITION = "scenario"
 # Small slices so that "one par2 set per slice" is checked on more than one slice.
 DEFINITION_TEXT = "-am\n-R /\n-g data\n-z5\n-n\n--slice 8M\n--cache-directory-tagging\n"
 RUN_AS = "1000:1000"
+AS_ROOT = {"RUN_AS_UID": "0", "DAR_BACKUP_TRUST_USER_FILES": "1"}
 # `dar-backup -r` passes dar `-D`, which does not recreate empty directories; the archive still
 # holds them (--list-contents is checked) and point-in-time restores must bring them back.
 PATHS = {"data": "/data", "backups": "/backups", "backup.d": "/backup.d", "restore": "/restore", "scratch": "/scratch"}
@@ -230,10 +231,12 @@ class Scenario:
     async def user(self, argv: Sequence[str], *, as_root: bool = False) -> RunResult:
         """Run as a user runs the image: started as root, dropped to RUN_AS_UID by the entrypoint.
 
-        `as_root` asks the entrypoint to stay root (RUN_AS_UID=0), as a user does for what only root may.
+        `as_root` asks the entrypoint to stay root (RUN_AS_UID=0), as a user does for what only root may,
+        here over the user's own backups: a root run trusts the user's definition and catalogs only
+        when told to.
         """
         mounts = [Mount(volume, PATHS[role]) for role, volume in self.volumes.items()]
-        env = {"TZ": TIME_ZONE, **({"RUN_AS_UID": "0"} if as_root else {})}
+        env = {"TZ": TIME_ZONE, **(AS_ROOT if as_root else {})}
         return await self.engine.run(self.image, argv, mounts=mounts, env=env, use_entrypoint=True)
 
     async def batch(self, commands: Sequence[Sequence[str]], *, as_root: bool = False) -> list[RunResult]:

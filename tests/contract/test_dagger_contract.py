@@ -36,7 +36,9 @@ from ci.release.signing import (
 )
 from ci.stages.scenario import PATHS
 from tests.support.recording import DAGGER_VERSION, Chain, RecordingSession, calls
+from tests.support.releasing import clean_db
 from tests.support.samples import DAR_V_BOOKWORM, DISTS, release_config
+from tests.support.vulndb import record, write_db
 from tests.support.world import ENGINE_VERSION, World, batch_commands
 
 SECRET_TEXT = "-----BEGIN CERTIFICATE-----PLAINTEXT-MARKER-7f3a"
@@ -384,12 +386,26 @@ def test_upgrade_check_on_dagger_pulls_the_previous_image_by_digest_and_runs_it(
 
 
 def release_on_dagger(
-    schema, registry, checkout: Path, env: dict[str, str], dry_run: bool, platforms=(), world: World | None = None
+    schema,
+    registry,
+    checkout: Path,
+    env: dict[str, str],
+    dry_run: bool,
+    platforms=(),
+    world: World | None = None,
+    vuln_db: Path | None = None,
 ):
     """Run the release stages on the recording session; the host-side gates talk to a real registry."""
     session = RecordingSession(schema, (world or World()).answer)
     client = session.client()
-    config = release_config(f"{registry.address}/dar-backup", checkout, "3.1.0", dry_run=dry_run, platforms=platforms)
+    config = release_config(
+        f"{registry.address}/dar-backup",
+        checkout,
+        "3.1.0",
+        dry_run=dry_run,
+        platforms=platforms,
+        vuln_db=vuln_db or clean_db(),
+    )
     report = Report("release", "dagger")
 
     async def go() -> None:
@@ -419,6 +435,29 @@ def test_release_dry_run_on_dagger_gates_and_publishes_nothing(schema, registry,
     assert (checkout / "doc/build-history.json").read_bytes() == before
 
 
+def test_release_on_dagger_scans_the_sbom_it_read_through_the_seam_and_refuses_a_fixable_finding(
+    schema, registry, checkout, tmp_path
+):
+    db = write_db(tmp_path / "db", [record("TEST-DAR-1", "Debian", "dar", "2.7.9-1", severity="HIGH")])
+    recorded, failure = release_on_dagger(schema, registry, checkout, {}, dry_run=True, vuln_db=db)
+    assert failure is not None
+    assert str(failure) == (
+        "vulnerability gate: 1 fixable at or above high\n"
+        f"{host_platform()}: TEST-DAR-1 dar 2.7.8-2+b9 fixed in 2.7.9-1 (high)"
+    )
+    # The SBOM the scan read came through the Dagger session: dpkg-query and the venv's python ran there.
+    execs = [calls(c, "withExec")[-1]["args"] for c in recorded.execs()]
+    assert any("dpkg-query" in " ".join(args) for args in execs)
+    scan = [s for s in recorded.report.steps if s.stage == "vulnerabilities"]
+    assert [(s.name, s.status) for s in scan] == [
+        ("scan the SBOM with osv-scanner, offline", "passed"),
+        ("vulnerability gate: nothing fixable at or above high", "failed"),
+    ]
+    assert (checkout / "reports" / f"vulns-{slug(host_platform())}.json").exists()
+    assert [leaf for _, leaf in recorded.session.answered if leaf == "publish"] == []
+    assert registry.tags("dar-backup") == []
+
+
 def test_release_on_dagger_publishes_by_secret_reference_and_fails_closed(
     schema, auth_registry, checkout, monkeypatch, tmp_path
 ):
@@ -440,7 +479,7 @@ def test_release_on_dagger_publishes_by_secret_reference_and_fails_closed(
     assert len(published) == 1
     # Pushed under the run's candidate tag, never the version a user pulls, and never tagless:
     # the engine pushes by tag only and pushes an address without one as `:latest`
-    # (v0.21.8 engine/engineutil/containerimage.go PublishContainerImage sets no PushByDigest;
+    # (the pinned engine: engine/engineutil/containerimage.go PublishContainerImage sets no PushByDigest;
     # engine/server/resolver/resolver.go PushImage applies reference.TagNameOnly).
     ((_, publish),) = world.published
     assert publish["address"] == f"{auth_registry.address}/dar-backup:candidate-{recorded.config.run_id}"

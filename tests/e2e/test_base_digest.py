@@ -6,11 +6,16 @@ import json
 import os
 import subprocess
 
+import anyio
 import pytest
 
+from ci.core.errors import EngineError
 from ci.core.labels import BASE_DIGEST, BASE_LOCAL_ID, OCI
 from ci.core.platforms import host_platform
+from ci.engines.docker import DockerEngine
 from ci.engines.provision import ensure_base_image
+from ci.engines.seam import BuildSpec
+from tests.support.answering import answering, reply
 from tests.support.docker import Docker, run_pipeline
 from tests.support.registry import LocalRegistry, MovingTagProxy
 
@@ -84,3 +89,57 @@ def test_a_base_from_a_registry_is_built_from_its_digest_even_when_the_tag_moves
     assert labels[BASE_DIGEST] == digest and BASE_LOCAL_ID not in labels
     facts = json.loads((reports / "final.json").read_text())["run"]["platforms"][host]
     assert (facts["base_image"], facts["base_digest"], facts["base_local_id"]) == (base, digest, "")
+
+
+def test_a_base_registry_that_answers_with_an_error_stops_the_run_before_any_build(docker: Docker, tmp_path):
+    """Only an unreachable registry lets the engine build on its own image: a 429 (any answer) stops the run."""
+    host = host_platform()
+    local = ensure_base_image(docker.client, "ubuntu:24.04", host, host)
+    version = "0.0.0-base429"
+    refusing = b'{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}'
+    with answering(lambda handler: reply(handler, 429, refusing)) as (address, seen):
+        base = f"{address}/ubuntu:24.04"
+        # The image the daemon keeps under the very name asked for: what a fallback would take.
+        docker.ok("tag", local, base)
+        args = ("--base-image", base, "--image-version", version, "--report-dir", str(tmp_path))
+        try:
+            done = run_pipeline("final", *args)
+        finally:
+            docker("rmi", base)
+            docker("rmi", f"dar-backup:{version}")
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1] == f"error: reading manifest {base}: HTTP 429"
+    assert [(s.method, s.path) for s in seen] == [("GET", "/v2/ubuntu/manifests/24.04")]
+    assert "build target" not in done.stdout + done.stderr and "local image" not in done.stdout + done.stderr
+
+
+def test_a_local_base_is_built_from_its_image_id_and_an_image_not_on_it_is_refused(docker: Docker, tmp_path):
+    """A local base goes by `dar-backup-local-base:id-<its image id>`; moved to another image, the build is refused."""
+
+    async def build_twice() -> tuple[str, str, EngineError]:
+        engine = DockerEngine("idtag", tmp_path, docker.client)
+        base = await engine.resolve_base("ubuntu:24.04", host_platform(), None)
+        spec = BuildSpec("on", {"BASE_IMAGE": base.build_from}, tag="dar-backup-test-base:on", dockerfile="Dockerfile")
+        built = await engine.build(spec)
+        docker.ok("tag", "dar-backup-test-base:elsewhere", base.build_from)
+        try:
+            with pytest.raises(EngineError) as refused:
+                await engine.build(spec)
+        finally:
+            docker.ok("tag", str(base.local_id), base.build_from)
+        return str(base.local_id), built.ref, refused.value
+
+    # COPY, not RUN: the other image, one file imported, has no shell.
+    (tmp_path / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE} AS on\nCOPY Dockerfile /built-on-it\n")
+    host = host_platform()
+    local = ensure_base_image(docker.client, "ubuntu:24.04", host, host)
+    other = tmp_path / "other.tar"
+    subprocess.run(["tar", "-C", str(tmp_path), "-cf", str(other), "Dockerfile"], check=True)
+    docker.ok("import", str(other), "dar-backup-test-base:elsewhere")
+    try:
+        local_id, built, refused = anyio.run(build_twice)
+        assert layers(docker, built)[: len(layers(docker, local_id))] == layers(docker, local_id)
+    finally:
+        docker("rmi", "dar-backup-test-base:elsewhere", "dar-backup-test-base:on")
+    assert local_id == docker.ok("image", "inspect", "-f", "{{.Id}}", local).strip()
+    assert str(refused).endswith(f"is not built on the local base {local_id} it was to be built FROM")

@@ -46,7 +46,8 @@ def test_no_arguments_prints_usage_and_exits_0(docker: Docker, image: str):
     ],
 )
 def test_full_backup_runs_as_the_requested_user(docker: Docker, image: str, volumes, env, owner):
-    docker.ok(*RUN, *mounts(volumes), "--entrypoint", "sh", image, "-c", SEED_DATA)
+    # dar-backup wants to write to its definitions directory; DAR_BACKUP_FIX_PERMS never hands it over.
+    docker.ok(*RUN, *mounts(volumes), "--entrypoint", "sh", image, "-c", f"{SEED_DATA} && chown {owner} /backup.d")
     done = docker(*RUN, *mounts(volumes), *env, image, "-F", "-d", "default", "--log-stdout")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     listing = docker.ok(
@@ -84,21 +85,65 @@ def test_user_flag_wins(docker: Docker, image: str, tmp_path: Path):
     assert {(p.stat().st_uid, p.stat().st_gid) for p in dirs["backups"].iterdir()} == {(1234, 2345)}
 
 
+def test_user_flag_for_root_with_a_group_stays_root(docker: Docker, image: str):
+    """`--user 0:G` (G not 0) is root asked for; `--user 0:0` cannot be told apart from the default start."""
+    trust = ("-e", "DAR_BACKUP_TRUST_USER_FILES=1")
+    done = docker(*RUN, "--user", "0:2345", "-e", "RUN_AS_UID=1000", *trust, image, "sh", "-c", "id -u; id -g; id -G")
+    assert (done.returncode, done.stdout.split()) == (0, ["0", "2345", "2345"]), done.stderr
+    assert done.stderr.splitlines() == [
+        "dar-backup-image: docker run --user 0:2345: running as root (GID 2345), as asked"
+    ]
+    # A root run like any other: it trusts nothing a non-root user can change (the image's /backup.d).
+    refused = docker(*RUN, "--user", "0:2345", image, "true")
+    assert refused.returncode == 126
+    assert refused.stderr.splitlines()[1].startswith(
+        "dar-backup-image: refusing to run as root: the backup definitions directory /backup.d can be changed"
+    )
+    assert docker.ok(*RUN, "--user", "0:0", image, "id", "-u").strip() == "1000"
+
+
+def bounded(image: str) -> tuple[str, ...]:
+    """The image, its entrypoint started as root under a timeout: an ID that the shell and setpriv
+    read differently made it re-execute itself for ever."""
+    return ("--entrypoint", "timeout", image, "-s", "KILL", "20", "docker-entrypoint.sh")
+
+
 @pytest.mark.parametrize(
-    ("env", "message"),
+    ("env", "bad"),
     [
-        (("-e", "RUN_AS_UID=abc"), "dar-backup-image: RUN_AS_UID must be a number, got 'abc'"),
-        (("-e", "RUN_AS_UID=0", "-e", "RUN_AS_GID=root"), "dar-backup-image: RUN_AS_GID must be a number, got 'root'"),
+        (["RUN_AS_UID=abc"], "RUN_AS_UID 'abc'"),
+        (["RUN_AS_UID=-1"], "RUN_AS_UID '-1'"),
+        (["RUN_AS_UID=4294967295"], "RUN_AS_UID '4294967295'"),
+        (["RUN_AS_UID=4294967296"], "RUN_AS_UID '4294967296'"),
+        (["RUN_AS_UID=99999999999999999999"], "RUN_AS_UID '99999999999999999999'"),
+        (["RUN_AS_UID=0", "RUN_AS_GID=root"], "RUN_AS_GID 'root'"),
+        (["RUN_AS_UID=1234", "RUN_AS_GID=4294967295"], "RUN_AS_GID '4294967295'"),
     ],
 )
-def test_bad_run_as_values_fail_with_one_line(docker: Docker, image: str, env, message):
-    done = docker(*RUN, *env, image, "-F")
-    assert done.returncode == 2 and done.stderr.strip() == message
+def test_bad_run_as_values_fail_with_one_line(docker: Docker, image: str, env, bad):
+    name, value = bad.split(" ")
+    done = docker(*RUN, *(arg for var in env for arg in ("-e", var)), *bounded(image), "-F")
+    assert (done.returncode, done.stderr.strip()) == (
+        2,
+        f"dar-backup-image: {name} must be a number from 0 to 4294967294, got {value}",
+    )
+
+
+def test_run_as_ids_are_numbers_leading_zeros_and_all(docker: Docker, image: str):
+    """00 is root, and says so (the image's /backups is its user's, so root is told to trust it)."""
+    env = ("-e", "RUN_AS_UID=00", "-e", "DAR_BACKUP_TRUST_USER_FILES=1")
+    done = docker(*RUN, *env, *bounded(image), "id", "-u")
+    assert (done.returncode, done.stdout.strip()) == (0, "0"), done.stderr
+    assert done.stderr.splitlines() == ["dar-backup-image: RUN_AS_UID=00: running as root (GID 0), as asked"]
+    done = docker(*RUN, "-e", "RUN_AS_UID=01234", *bounded(image), "sh", "-c", "id -u; id -g")
+    assert (done.returncode, done.stdout.split()) == (0, ["1234", "1234"]), done.stderr
 
 
 # System data as root backs it up: a root-only file and three other owners, with fixed mtimes.
+# The definitions are root's, as a root run wants (what a user can change it refuses:
+# test_image_root.py); the backups become root's with DAR_BACKUP_FIX_PERMS=1 at the first run.
 ROOT_TREE = """
-cp /usr/share/dar-backup/backup.d/default /backup.d/default
+cp /usr/share/dar-backup/backup.d/default /backup.d/default && chown -R 0:0 /backup.d
 mkdir -p /data/etc /data/home/alice /data/srv
 echo 'root:*:19000:0:99999:7:::' > /data/etc/shadow && chmod 600 /data/etc/shadow
 head -c 2097152 /dev/urandom > /data/home/alice/photo.raw && chown -R 1000:1000 /data/home/alice
@@ -128,9 +173,13 @@ def test_root_by_choice_backs_up_and_restores_numeric_owners(docker: Docker, ima
         ("3003", "3004"),
     }
     assert snapshot["etc/shadow"].mode == "600"
-    done = docker(*RUN, *mounts(volumes), *AS_ROOT, image, "-F", "-d", "default", "--log-stdout")
+    fix_perms = ("-e", "DAR_BACKUP_FIX_PERMS=1")
+    done = docker(*RUN, *mounts(volumes), *AS_ROOT, *fix_perms, image, "-F", "-d", "default", "--log-stdout")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert done.stderr.splitlines()[0] == ROOT_NOTICE
+    assert done.stderr.splitlines()[:2] == [
+        "dar-backup-image: DAR_BACKUP_FIX_PERMS=1: chown -R 0:0 /backups /restore",
+        ROOT_NOTICE,
+    ]
     archives = docker.ok(*RUN, *mounts(volumes), *AS_ROOT, image, "sh", "-c", "cd /backups && ls *.1.dar").split()
     assert len(archives) == 1
     archive = archives[0].removesuffix(".1.dar")
@@ -207,7 +256,7 @@ def test_unreadable_definitions_directory_fails_with_one_line(docker: Docker, im
     assert done.returncode == 127
     assert done.stderr.strip() == (
         "dar-backup-image: the backup definitions directory /backup.d is not readable by UID 1000: "
-        "make it readable by that user (or set DAR_BACKUP_FIX_PERMS=1)"
+        "make it readable by that user"
     )
     assert list((tmp_path / "backups").iterdir()) == []
 
@@ -227,19 +276,49 @@ def test_arguments_arrive_verbatim(docker: Docker, image: str):
 
 
 def test_existing_data_is_never_chowned_unless_asked(docker: Docker, image: str, volumes):
-    prepare = (
-        "touch /data/mine /backups/old.log /restore/keep && chown 4321:4321 /data/mine /backups/old.log /restore/keep"
-    )
+    """DAR_BACKUP_FIX_PERMS=1 hands the user /backups and /restore, never /data or /backup.d."""
+    files = "/data/mine /backups/old.log /backup.d/nightly /restore/keep"
+    prepare = f"touch {files} && chown 4321:4321 {files}"
     docker.ok(*RUN, *mounts(volumes), "--entrypoint", "sh", image, "-c", prepare)
     docker.ok(*RUN, *mounts(volumes), "-e", "RUN_AS_UID=1234", image, "true")
-    owners = "stat -c %u /data/mine /backups/old.log /restore/keep"
-    assert docker.ok(*RUN, *mounts(volumes), "--entrypoint", "sh", image, "-c", owners).split() == ["4321"] * 3
+    owners = f"stat -c %u /backup.d {files}"
+    assert (
+        docker.ok(*RUN, *mounts(volumes), "--entrypoint", "sh", image, "-c", owners).split() == ["1000"] + ["4321"] * 4
+    )
     docker.ok(*RUN, *mounts(volumes), "-e", "RUN_AS_UID=1234", "-e", "DAR_BACKUP_FIX_PERMS=1", image, "true")
     assert docker.ok(*RUN, *mounts(volumes), "--entrypoint", "sh", image, "-c", owners).split() == [
+        "1000",
         "4321",
         "1234",
+        "4321",
         "1234",
     ]
+
+
+# Run as root with the entrypoint's mkdir followed, as a user who can write to the parent could,
+# by a symbolic link to /tmp/victim in place of the new directory, before the entrypoint owns it.
+LINK_RACE = """
+mkdir -p /tmp/shims /tmp/race && touch /tmp/victim
+cat > /tmp/shims/mkdir <<'SHIM'
+#!/bin/sh
+/bin/mkdir "$@" || exit
+for last; do :; done
+[ "$last" != /tmp/race/new ] || { rmdir "$last" && ln -s /tmp/victim "$last"; }
+SHIM
+chmod 755 /tmp/shims/mkdir
+PATH=/tmp/shims:$PATH RESTORE_DIR=/tmp/race/new docker-entrypoint.sh true
+stat -c '%u:%g' /tmp/victim
+"""
+
+
+def test_a_missing_directory_is_made_without_following_a_link(docker: Docker, image: str):
+    assert docker.ok(*RUN, "--entrypoint", "bash", image, "-c", LINK_RACE).strip() == "0:0"
+    dangling = "ln -s /nowhere /tmp/dangling && RESTORE_DIR=/tmp/dangling docker-entrypoint.sh true"
+    done = docker(*RUN, "--entrypoint", "bash", image, "-c", dangling)
+    assert (done.returncode, done.stderr.strip()) == (
+        1,
+        "dar-backup-image: /tmp/dangling is a symbolic link to no directory: remove it, or make it a directory",
+    )
 
 
 # Python's own account (-v: "code object from" each bytecode file it reads, whoever imports the
@@ -283,14 +362,19 @@ def test_final_image_has_no_build_tools_or_caches(docker: Docker, image: str):
     # Outside the venv, the only bytecode is what a start reads (that a start compiles nothing, so
     # that nothing is missing, is the next test's).
     found = "find / -xdev -name '*.pyc' ! -path '/opt/dar-backup/*'; find / -xdev -name __pycache__ -empty"
-    stdlib = {path for path in bytecode_read_at_start(docker, image) if not path.startswith("/opt/dar-backup/")}
+    read = bytecode_read_at_start(docker, image)
+    stdlib = {path for path in read if not path.startswith(("/opt/dar-backup/", "/opt/venv/"))}
     assert set(docker.ok(*RUN, "--entrypoint", "sh", image, "-c", found).split()) == stdlib
 
 
 # As root and allowed to write bytecode, a start writes a .pyc for every module it had to compile.
+# /backups and /backup.d are made root's, or the root run would stop at its check of them: a
+# start that fails says so.
 COMPILED_AT_START = """
+chown -R 0:0 /backups /backup.d
 touch /tmp/before
-RUN_AS_UID=0 PYTHONDONTWRITEBYTECODE= docker-entrypoint.sh dar-backup --list-definitions >/dev/null 2>&1
+RUN_AS_UID=0 PYTHONDONTWRITEBYTECODE= docker-entrypoint.sh dar-backup --list-definitions >/dev/null 2>&1 \\
+  || echo "the start exited $?"
 find / -xdev -name '*.pyc' -newer /tmp/before
 """
 
@@ -326,6 +410,13 @@ def test_upstream_venv_paths_run_unchanged_as_entrypoints(docker: Docker, image:
     listing = docker.ok(*RUN, *mounts(volumes), "--entrypoint", "ls", image, "/backups").split()
     assert "default.db" in listing
     assert [n for n in listing if re.fullmatch(r"default_FULL_\d{4}-\d{2}-\d{2}\.1\.dar", n)], listing
+
+
+def test_dar_backup_is_found_on_path_as_upstream_names_it(docker: Docker, image: str):
+    """Upstream's scripts and its own tests look dar-backup up on PATH and expect /opt/venv/bin."""
+    lookup = "command -v dar-backup; command -v manager; head -n 1 /opt/venv/bin/dar-backup"
+    found = docker.ok(*RUN, image, "sh", "-c", lookup).split()
+    assert found == ["/opt/venv/bin/dar-backup", "/opt/venv/bin/manager", "#!/opt/dar-backup/bin/python3"]
 
 
 def pem_bodies(text: str) -> set[str]:

@@ -18,8 +18,9 @@ from ci.core.versions import locked_dar_backup_version
 from ci.engines.seam import Image
 from ci.image.sbom import sbom_file
 from ci.oci import media as oci
-from ci.release import history, provenance
+from ci.release import history, provenance, signing
 from ci.release.signing import attested_predicates
+from ci.stages import vulnscan
 from ci.stages.manifest import MANIFEST_SCRIPT, compare, parse
 from tests.support.docker import SEED_DATA, Docker, KeyPair, mounts, run_pipeline
 from tests.support.registry import LocalRegistry
@@ -157,6 +158,15 @@ def test_a_two_platform_release_publishes_one_index_gated_and_signed_per_platfor
     on_index = attested_predicates(attested.stdout, index_digest)
     assert len(on_index) == 2 and all(sbom in on_index for sbom in written)
     assert entry["signing"]["attestation"] == f"{repo}:{index_digest.replace(':', '-')}.att"
+    # And every platform's vulnerability scan, each as that platform's scan wrote it.
+    args = ("verify-attestation", "--type", "vuln", f"{repo}:2.0.0")
+    attested = cosign(docker, tools, *args, key=cosign_key.public)
+    assert attested.returncode == 0, attested.stderr[-2000:]
+    on_index = attested_predicates(attested.stdout, index_digest, signing.VULN.predicate_type)
+    written = [json.loads((checkout / "reports" / vulnscan.scan_file(platform)).read_text()) for platform in SUPPORTED]
+    assert sorted(p["scanner"]["result"]["platform"] for p in on_index) == sorted(SUPPORTED)
+    assert all(scan in on_index for scan in written)
+    assert all(facts["vulnerabilities"]["packages"] > 100 for facts in entry["platforms"].values())
     # The index's signature covers every platform manifest (cosign sign --recursive).
     for digest in (index_digest, *platforms.values()):
         verified = cosign(docker, tools, "verify", f"{repo}@{digest}", key=cosign_key.public)

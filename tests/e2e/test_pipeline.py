@@ -23,6 +23,7 @@ from ci.engines.docker import RUN_LABEL, DockerEngine
 from ci.engines.seam import Image
 from ci.stages.scenario import Level, Scenario
 from tests.support.docker import Docker
+from tests.support.vulndb import record, write_db
 
 pytestmark = pytest.mark.engine
 
@@ -31,17 +32,27 @@ pytestmark = pytest.mark.engine
 def two_runs(
     docker: Docker, image: str, tmp_path_factory: pytest.TempPathFactory
 ) -> list[tuple[int, str, dict, ET.Element]]:
-    """Two `test` runs started at once, each with its own report directory: exit code, output, JSON and JUnit."""
+    """Two `test` runs started at once, each with its own report directory: exit code, output, JSON and JUnit.
+
+    The second is given a vulnerability database with a finding a release would refuse, and a
+    GitHub step summary: `test` scans and reports, and passes.
+    """
     dirs = [tmp_path_factory.mktemp(f"run{i}") for i in (1, 2)]
+    db = write_db(
+        tmp_path_factory.mktemp("vuln-db"), [record("TEST-DAR-1", "Debian", "dar", "2.7.9-1", severity="HIGH")]
+    )
+    scanning = ["--vuln-db", str(db)]
+    summary = {"GITHUB_STEP_SUMMARY": str(summary_file(tmp_path_factory))}
     procs = [
         subprocess.Popen(
-            [sys.executable, "ci/main.py", "--engine", "docker", "test", "--report-dir", str(d)],
+            [sys.executable, "ci/main.py", "--engine", "docker", "test", "--report-dir", str(d), *args],
             cwd=REPO_ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            env={**os.environ, **env},
         )
-        for d in dirs
+        for d, args, env in zip(dirs, ([], scanning), ({}, summary), strict=True)
     ]
     results = []
     for proc, report_dir in zip(procs, dirs, strict=True):
@@ -56,6 +67,35 @@ def test_both_concurrent_runs_pass(two_runs):
         assert code == 0, output[-4000:]
         assert report["outcome"] == "passed"
     assert two_runs[0][2]["run"]["run_id"] != two_runs[1][2]["run"]["run_id"]
+
+
+def test_test_says_in_one_line_it_did_not_scan_or_scans_and_only_reports(two_runs, tmp_path_factory):
+    _, output, report, junit = two_runs[0]
+    skipped = [(s["name"], s["status"], s["message"]) for s in report["steps"] if s["stage"] == "vulnerabilities"]
+    assert skipped == [("scan the SBOM with osv-scanner, offline", "skipped", "not scanned: no --vuln-db given")]
+    said = [line for line in output.splitlines() if line.startswith("[vulnerabilities")]
+    assert said == [
+        f"[vulnerabilities {host_platform()}] scan the SBOM with osv-scanner, offline: not scanned: no --vuln-db given"
+    ]
+    code, output, report, junit = two_runs[1]
+    assert code == 0 and report["outcome"] == "passed"
+    scanned = [(s["name"], s["status"]) for s in report["steps"] if s["stage"] == "vulnerabilities"]
+    assert scanned == [
+        ("scan the SBOM with osv-scanner, offline", "passed"),
+        ("vulnerability gate: nothing fixable at or above high", "warning"),
+    ]
+    finding = f"{host_platform()} finding: TEST-DAR-1 dar 2.7.8-2+b9 fixed in 2.7.9-1 (high)"
+    assert finding in report["notes"]
+    assert any(n.startswith(f"{host_platform()} vulnerability scan: ") for n in report["notes"])
+    # JSON (above), JUnit and the Markdown summary say it, and the scan's predicate is in the reports.
+    gate = [c for c in junit.iter("testcase") if c.get("name").startswith("vulnerability gate")]
+    assert "TEST-DAR-1 dar 2.7.8-2+b9" in gate[0].find("system-out").text
+    assert f"- {finding}" in summary_file(tmp_path_factory).read_text()
+
+
+def summary_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the second run writes its GitHub step summary."""
+    return tmp_path_factory.getbasetemp() / "run2-summary.md"
 
 
 def test_report_has_every_level_and_check(two_runs):

@@ -34,10 +34,12 @@ from ci.pipeline import pipeline
 from ci.release import history, provenance, signing
 from ci.release.plan import preflight
 from ci.release.signing import Cosign, attested_predicates, signing_identity
+from ci.stages import vulnscan
 from tests.support.docker import Docker, KeyPair
 from tests.support.registry import LocalRegistry, PagingProxy, RelayProxy
-from tests.support.releasing import HOST, NAME, cosign, maintainer_env, release
+from tests.support.releasing import HOST, NAME, clean_db, cosign, maintainer_env, release
 from tests.support.samples import HISTORY_ENTRY, release_config
+from tests.support.vulndb import record, write_db
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry]
 HOST_SBOM = f"reports/{sbom_file(HOST)}"
@@ -68,6 +70,24 @@ class Released:
         return f"{self.registry.address}/{NAME}:{self.version}"
 
 
+SHARED_RECORDS = [
+    record("TEST-RICH-MEDIUM", "PyPI", "rich", "99.0", severity="MODERATE"),
+    record("TEST-PAR2-NOFIX", "Debian", "par2", None, severity="CRITICAL"),
+    record("TEST-DAR-EXCEPTED", "Debian", "dar", "2.7.9-1", severity="HIGH"),
+]
+SHARED_EXCEPTIONS = """
+[[IgnoredVulns]]
+id = "TEST-DAR-EXCEPTED"
+ignoreUntil = 2099-12-31
+reason = "the affected code is not built into dar"
+
+[[IgnoredVulns]]
+id = "TEST-GONE-1"
+ignoreUntil = 2099-12-31
+reason = "fixed long ago"
+"""
+
+
 @pytest.fixture(scope="module")
 def released(image, cosign_key: KeyPair, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Released]:
     """One release shared by the tests that only read what a release produced.
@@ -84,10 +104,15 @@ def released(image, cosign_key: KeyPair, tmp_path_factory: pytest.TempPathFactor
     registry.start()
     checkout = where / "checkout"
     subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(checkout)], check=True)
+    # The scan lists what does not refuse, and an exception lets a fixable high finding pass.
+    (checkout / "osv-scanner.toml").write_text(SHARED_EXCEPTIONS)
+    subprocess.run(["git", "-C", str(checkout), "commit", "-qam", "An exception"], check=True)
+    db = write_db(where / "vuln-db", SHARED_RECORDS)
     try:
         shared = Released(registry, checkout, "1.2.0")
         repo = f"{registry.address}/{NAME}"
-        done = release(checkout, "--image-version", shared.version, "--repo", repo, env=cosign_key.env())
+        env = {**cosign_key.env(), "DAR_BACKUP_VULN_DB": str(db)}
+        done = release(checkout, "--image-version", shared.version, "--repo", repo, env=env)
         # Every test that reads it errors here, each with the release's own output.
         assert done.returncode == 0, "the shared release failed:\n" + done.stdout[-4000:] + done.stderr[-2000:]
         yield shared
@@ -209,6 +234,9 @@ def write_history(checkout: Path, tag: str) -> None:
         ("dirty tree", ["--image-version", "1.0.0"], 2, "the git tree has uncommitted changes"),
         ("no signing key", ["--image-version", "1.0.0"], 2, "a release is signed: set DAR_BACKUP_COSIGN_KEY_FILE"),
         ("unreadable key", ["--image-version", "1.0.0"], 2, "DAR_BACKUP_COSIGN_KEY_FILE=/nonexistent/cosign.key"),
+        ("no vulnerability database", ["--image-version", "1.0.0"], 2, "release scans each image before publishing"),
+        ("malformed exceptions", ["--image-version", "1.0.0"], 2, "IgnoredVulns[0] (X-1) gives no reason"),
+        ("lapsed exception", ["--image-version", "1.0.0"], 1, "the exception for X-1 expired on 2026-01-31 (r)"),
     ],
 )
 def test_refusals_push_nothing_and_keep_history(docker, image, registry, checkout, setup, args, code, message):
@@ -225,9 +253,16 @@ def test_refusals_push_nothing_and_keep_history(docker, image, registry, checkou
         subprocess.run(["git", "-C", str(checkout), "commit", "-qam", "no pin"], check=True)
     elif setup == "dirty tree":
         (checkout / "README.md").write_text("local edit\n")
+    elif setup.endswith(" exception") or setup.endswith(" exceptions"):
+        reason = "" if setup == "malformed exceptions" else "r"
+        entry = f'[[IgnoredVulns]]\nid = "X-1"\nignoreUntil = 2026-01-31\nreason = "{reason}"\n'
+        (checkout / "osv-scanner.toml").write_text(entry)
+        subprocess.run(["git", "-C", str(checkout), "commit", "-qam", setup], check=True)
     key = {"no signing key": "", "unreadable key": "/nonexistent/cosign.key"}.get(setup)
     tags_before, history_before = registry.tags(NAME), history_bytes(checkout)
     env = {} if key is None else {"DAR_BACKUP_COSIGN_KEY_FILE": key}
+    if setup == "no vulnerability database":
+        env["DAR_BACKUP_VULN_DB"] = ""
     done = release(checkout, *args, "--repo", f"{registry.address}/{NAME}", env=env)
     assert done.returncode == code, done.stdout[-3000:] + done.stderr[-2000:]
     last = done.stderr.strip().splitlines()[-1]
@@ -299,7 +334,7 @@ def release_in_process(
     report: Report | None = None,
 ) -> str:
     """A release in this process, on engine_class, that must fail; its one-line error (its steps go to report)."""
-    config = release_config(f"{registry.address}/{NAME}", checkout, version)
+    config = release_config(f"{registry.address}/{NAME}", checkout, version, vuln_db=clean_db())
     report = report or Report("release", "docker")
 
     async def go() -> None:
@@ -374,6 +409,45 @@ def test_a_user_verifies_the_release_with_its_public_key_only(
     assert attested_predicates(attested.stdout, digest) == [written]
 
 
+def test_a_user_verifies_the_vulnerability_scan_with_the_release_key_only(
+    docker: Docker, tools: Image, released: Released, signing_key: KeyPair, other_key: KeyPair
+):
+    checkout, ref = released.checkout, released.ref
+    args = ("verify-attestation", "--type", "vuln", ref)
+    verified = cosign(docker, tools, *args, key=signing_key.public)
+    assert verified.returncode == 0, verified.stderr[-2000:]
+    wrong = cosign(docker, tools, *args, key=other_key.public)
+    assert wrong.returncode != 0 and "no matching" in wrong.stderr
+    (entry,) = history.read(checkout / "doc/build-history.json")
+    (attested,) = attested_predicates(verified.stdout, entry["digest"], signing.VULN.predicate_type)
+    # cosign signed the scan as the release wrote it: every field, the timestamps to the second.
+    written = (checkout / "reports" / vulnscan.scan_file(HOST)).read_text()
+    assert attested == json.loads(written)
+    result = attested["scanner"]["result"]
+    assert {f["id"] for f in result["findings"]} == {"TEST-RICH-MEDIUM", "TEST-PAR2-NOFIX"} and result["refused"] == []
+    assert result["exceptions"] == [
+        {"id": "TEST-DAR-EXCEPTED", "until": "2099-12-31", "reason": "the affected code is not built into dar"}
+    ]
+    assert [w["id"] for w in result["stale_exceptions"]] == ["TEST-GONE-1"]
+    assert attested["scanner"]["version"] == "2.6.0" and "--offline" in attested["invocation"]["parameters"]
+    recorded = entry["platforms"][HOST]["vulnerabilities"]
+    assert {k: recorded[k] for k in ("findings", "fixable", "exceptions")} == {
+        "findings": 2,
+        "fixable": 1,
+        "exceptions": 1,
+    }
+    assert recorded["packages"] == len(json.loads((checkout / HOST_SBOM).read_text())["components"])
+    assert recorded["sha256"] == hashlib.sha256(written.encode()).hexdigest()
+    assert recorded["database"].startswith("Debian ") and " PyPI " in recorded["database"]
+    # The notes list the findings and the exceptions, with their reasons.
+    text = (checkout / "reports/release-notes.md").read_text()
+    section = text.split("## Vulnerability scan\n\n", 1)[1].split("\n## ", 1)[0]
+    assert f"- {HOST} finding: TEST-RICH-MEDIUM rich 15.0.0 fixed in 99.0 (medium)" in section
+    assert f"- {HOST} finding: TEST-PAR2-NOFIX par2 " in section and "fixed in no release (critical)" in section
+    assert f"- {HOST} exception: TEST-DAR-EXCEPTED until 2099-12-31: the affected code is not built into dar" in section
+    assert f"- {HOST} stale exception (matches nothing): TEST-GONE-1" in section
+
+
 def git(checkout: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-C", str(checkout), *args], capture_output=True, text=True, check=True
@@ -395,7 +469,11 @@ def test_a_user_verifies_the_provenance_and_it_names_what_the_run_used(
     statement = json.loads((checkout / "reports" / provenance.provenance_file(HOST)).read_text())
     assert statement["predicate"] == attested and statement["predicateType"] == provenance.PREDICATE_TYPE
     assert statement["subject"] == [{"name": f"{registry.address}/{NAME}", "digest": {"sha256": digest[7:]}}]
-    assert entry["signing"]["attested"] == [signing.CYCLONEDX_PREDICATE, provenance.PREDICATE_TYPE]
+    assert entry["signing"]["attested"] == [
+        signing.CYCLONEDX_PREDICATE,
+        provenance.PREDICATE_TYPE,
+        signing.VULN.predicate_type,
+    ]
     assert (
         entry["platforms"][HOST]["provenance_sha256"]
         == hashlib.sha256(provenance.render(attested).encode()).hexdigest()
@@ -460,13 +538,30 @@ class ProvenanceChangedAfterWriting(DockerEngine):
         return await super().run(image, argv, **options)
 
 
-def test_a_provenance_changed_after_writing_withdraws_the_candidate(image, registry: LocalRegistry, checkout: Path):
+class ScanCosignCannotKeep(DockerEngine):
+    """The scan reaches cosign with a field its vuln structure does not know: cosign drops it and signs the rest."""
+
+    async def run(self, image, argv, **options):
+        if argv[:4] == ["cosign", "attest", "--yes", "--type"] and argv[4] == signing.VULN.attest_type:
+            files = dict(options["files"])
+            document = {**json.loads(files[signing.VULN_PATH]), "extra": "not in cosign's structure"}
+            options = {**options, "files": {**files, signing.VULN_PATH: json.dumps(document)}}
+        return await super().run(image, argv, **options)
+
+
+@pytest.mark.parametrize(
+    ("engine_class", "kind"), [(ProvenanceChangedAfterWriting, "slsaprovenance1"), (ScanCosignCannotKeep, "vuln")]
+)
+def test_a_predicate_attested_otherwise_than_written_withdraws_the_candidate(
+    image, registry: LocalRegistry, checkout: Path, engine_class, kind
+):
     before = history_bytes(checkout)
-    message = release_in_process(ProvenanceChangedAfterWriting, registry, checkout, "1.8.0")
+    message = release_in_process(engine_class, registry, checkout, "1.8.0")
     ref, repo = f"{registry.address}/{NAME}:1.8.0", f"{registry.address}/{NAME}"
     assert re.match(
-        rf"signature verification of {ref} failed \(removed the candidate {repo}@sha256:\w+\): the slsap", message
-    )
+        rf"signature verification of {ref} failed \(removed the candidate {repo}@sha256:\w+\): the {kind} predicates ",
+        message,
+    ), message
     assert registry.tags(NAME) == [] and history_bytes(checkout) == before
 
 
@@ -556,8 +651,8 @@ def registry_copy(released: Released, tmp_path: Path) -> Iterator[LocalRegistry]
     copy.stop()
 
 
-def test_refresh_releases_the_next_patch_only_when_packages_changed(
-    docker: Docker, image, released: Released, registry_copy: LocalRegistry, checkout: Path
+def test_refresh_releases_the_next_patch_only_when_packages_changed_or_the_last_release_has_a_fix(
+    docker: Docker, image, released: Released, registry_copy: LocalRegistry, checkout: Path, tmp_path: Path
 ):
     registry, repo = registry_copy, f"{registry_copy.address}/{NAME}"
     last = follows_the_shared_release(checkout, released)
@@ -565,13 +660,25 @@ def test_refresh_releases_the_next_patch_only_when_packages_changed(
     tags = registry.tags(NAME)
     done = release(checkout, "--repo", repo, command="refresh")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    assert f"[refresh] nothing changed since {last}: nothing to release" in done.stdout
+    assert f"[refresh] nothing changed since {last} and nothing to fix: nothing to release" in done.stdout
     assert registry.tags(NAME) == tags and len(history.read(checkout / "doc/build-history.json")) == 1
-    # The same base with one package more, as after a base image update.
+    # The day's database has a fix for a package of the last release: a reason to release, but a
+    # candidate on the same base has the same package, so the gate refuses it, naming the finding.
+    fix = record("TEST-E2FS-1", "Debian", "e2fsprogs", "1.47.0-3", severity="HIGH")
+    env = {"DAR_BACKUP_VULN_DB": str(write_db(tmp_path / "vuln-db", [fix]))}
+    done = release(checkout, "--repo", repo, command="refresh", env=env)
+    assert done.returncode == 1, done.stdout[-4000:] + done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-2:] == [
+        f"{HOST}: TEST-E2FS-1 e2fsprogs 1.47.0-2+b2 fixed in 1.47.0-3 (high)",
+        "error: vulnerability gate: 1 fixable at or above high",
+    ]
+    assert registry.tags(NAME) == tags and len(history.read(checkout / "doc/build-history.json")) == 1
+    # The same base with one package more and without the vulnerable one, as after a base image update.
     labels = json.loads(docker.ok("image", "inspect", "-f", "{{json .Config.Labels}}", image))
     dockerfile = (
         f"FROM {labels['org.opencontainers.image.base.name']}\n"
-        "RUN apt-get update && apt-get install -y --no-install-recommends less && rm -rf /var/lib/apt/lists/*\n"
+        "RUN apt-get update && apt-get install -y --no-install-recommends less && rm -rf /var/lib/apt/lists/* "
+        "&& dpkg --purge e2fsprogs\n"
     )
     built = subprocess.run(
         [docker.client, "build", "-t", "dar-backup-test-base:refresh", "-"],
@@ -579,13 +686,18 @@ def test_refresh_releases_the_next_patch_only_when_packages_changed(
     )  # fmt: skip
     assert built.returncode == 0, built.stderr[-2000:]
     try:
-        done = release(checkout, "--repo", repo, "--base-image", "dar-backup-test-base:refresh", command="refresh")
+        done = release(
+            checkout, "--repo", repo, "--base-image", "dar-backup-test-base:refresh", command="refresh", env=env
+        )
     finally:
         docker("rmi", "dar-backup-test-base:refresh")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     builds = history.read(checkout / "doc/build-history.json")
     assert [b["tag"] for b in builds] == [last, str(following)]
     assert builds[1]["notes"].startswith("refresh: ") and "+less " in builds[1]["notes"]
+    assert "-e2fsprogs 1.47.0-2+b2" in builds[1]["notes"]
+    assert f"{HOST}: {last} has TEST-E2FS-1 e2fsprogs 1.47.0-2+b2 fixed in 1.47.0-3 (high)" in builds[1]["notes"]
+    assert builds[1]["platforms"][HOST]["vulnerabilities"]["findings"] == 0
     # Both bases are the engine's own images, no registry's: recorded and compared by local image id.
     before, after = (build["platforms"][HOST]["base_local_id"] for build in builds)
     assert before != after and builds[1]["platforms"][HOST]["base_digest"] is None
@@ -645,7 +757,7 @@ def test_a_second_release_proves_the_first_releases_archives_restore(
     gating = [s for s in upgrade if not s["name"].startswith("rollback: ")]
     assert f"## Upgrade check\n\npassed: {len(gating)}/{len(gating)} checks, {first_version}'s archives" in text
     commands = text.split("```sh\n", 1)[1].split("\n```", 1)[0].splitlines()
-    assert len(commands) == 3 and all(second["image_ref"] in c for c in commands)
+    assert len(commands) == 4 and all(second["image_ref"] in c for c in commands)
     # A user runs them as written, beside the public key they were given.
     for command in commands:
         argv = shlex.split(command)

@@ -24,6 +24,14 @@ AMD64 = {
     "attestation": "r:sha256-" + "a" * 64 + ".att",
     "attestation_digest": "sha256:" + "f" * 64,
     "provenance_sha256": "2" * 64,
+    "vulnerabilities": {
+        "packages": 137,
+        "findings": 2,
+        "fixable": 1,
+        "exceptions": 1,
+        "database": "Ubuntu 2026-11-30T04:00:00Z sha256:" + "3" * 64,
+        "sha256": "4" * 64,
+    },
 }
 HISTORY_ENTRY = {
     "build_number": 1,
@@ -41,21 +49,37 @@ HISTORY_ENTRY = {
         "signature_digest": "sha256:" + "e" * 64,
         "attestation": "r:sha256-" + "a" * 64 + ".att",
         "attestation_digest": "sha256:" + "f" * 64,
-        "attested": ["https://cyclonedx.org/bom", "https://slsa.dev/provenance/v1"],
+        "attested": [
+            "https://cyclonedx.org/bom",
+            "https://slsa.dev/provenance/v1",
+            "https://cosign.sigstore.dev/attestation/vuln/v1",
+        ],
     },
     "platforms": {"linux/amd64": AMD64},
     "notes": "",
+}
+# The same release as history format 4 recorded it, before the vulnerability scan.
+FORMAT_4_ENTRY = {
+    **HISTORY_ENTRY,
+    "signing": {**HISTORY_ENTRY["signing"], "attested": HISTORY_ENTRY["signing"]["attested"][:2]},
+    "platforms": {"linux/amd64": {k: v for k, v in AMD64.items() if k != "vulnerabilities"}},
 }
 # The same release as history format 3 recorded it, before provenance.
 FORMAT_3_ENTRY = {
     **HISTORY_ENTRY,
     "signing": {k: v for k, v in HISTORY_ENTRY["signing"].items() if k != "attested"},
-    "platforms": {"linux/amd64": {k: v for k, v in AMD64.items() if k != "provenance_sha256"}},
+    "platforms": {"linux/amd64": {k: v for k, v in AMD64.items() if k not in ("provenance_sha256", "vulnerabilities")}},
 }
 
 
 def release_config(
-    repo: str, checkout: Path, version: str, *, dry_run: bool = False, platforms: tuple[str, ...] = ()
+    repo: str,
+    checkout: Path,
+    version: str,
+    *,
+    dry_run: bool = False,
+    platforms: tuple[str, ...] = (),
+    vuln_db: Path | None = None,
 ) -> RunConfig:
     """The run a release from `checkout` (a clean clone) to `repo` starts with."""
     return build_config(
@@ -68,6 +92,7 @@ def release_config(
         env={},
         root=checkout,
         platforms=platforms,
+        vuln_db=str(vuln_db) if vuln_db else None,
     )
 
 

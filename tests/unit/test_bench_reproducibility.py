@@ -4,7 +4,7 @@ import io
 import tarfile
 from pathlib import Path
 
-from bench.run import config_differences, entry_differences, layer_entries
+from bench.build import config_differences, entry_differences, layer_entries
 
 
 def layer(path: Path, files: dict[str, tuple[bytes, int, int]]) -> tarfile.TarFile:

@@ -1,27 +1,16 @@
 """scripts/commit-history against real git repositories: one commit, rebased when main moved, never forced."""
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from ci.core.config import REPO_ROOT
+from tests.support.git import ENV, git, origin_and_seed
 
 SCRIPT = REPO_ROOT / "scripts/commit-history"
 HISTORY = "doc/build-history.json"
-ENV = {
-    **{k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")},
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@example.org",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@example.org",
-}
-
-
-def git(where: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True, check=True, env=ENV).stdout
 
 
 def write_history(where: Path, tags: list[str]) -> None:
@@ -38,10 +27,7 @@ def commit(where: Path, path: str, text: str, message: str) -> None:
 
 @pytest.fixture
 def origin(tmp_path: Path) -> Path:
-    bare = tmp_path / "origin.git"
-    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
-    seed = tmp_path / "seed"
-    git(tmp_path, "clone", "-q", str(bare), str(seed))
+    bare, seed = origin_and_seed(tmp_path)
     (seed / "doc").mkdir()
     write_history(seed, [])
     commit(seed, "README.md", "x\n", "start")

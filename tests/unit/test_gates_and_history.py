@@ -8,7 +8,7 @@ from ci.oci.auth import split_repo
 from ci.oci.registry import base_url
 from ci.release import history
 from ci.release.tags import floating_tags, newer_than_all
-from tests.support.samples import AMD64, FORMAT_3_ENTRY, HISTORY_ENTRY
+from tests.support.samples import AMD64, FORMAT_3_ENTRY, FORMAT_4_ENTRY, HISTORY_ENTRY
 
 V = semver.Version.parse
 
@@ -88,22 +88,26 @@ def test_history_round_trip_appends_one_entry(tmp_path):
         ({"format": 3, "builds": [{"tag": "1.0.0"}]}, "missing keys"),
         ({"format": 4, "builds": [FORMAT_3_ENTRY]}, "attested must list"),
         ({"format": 3, "builds": [{**FORMAT_3_ENTRY, "tag": "latest"}]}, "not semver"),
-        ({"format": 4, "builds": [{**ENTRY, "signing": {**ENTRY["signing"], "attested": "x"}}]}, "attested must list"),
-        ({"format": 4, "builds": [{**ENTRY, "signing": {**ENTRY["signing"], "attested": []}}]}, "attested must list"),
-        ({"format": 4, "builds": [{**ENTRY, "tag": "latest"}]}, "not semver"),
-        ({"format": 4, "builds": [{**ENTRY, "build_number": 3}]}, "should be 1"),
-        ({"format": 4, "builds": [{**ENTRY, "digest": "md5:x"}]}, "not sha256"),
-        ({"format": 4, "builds": [ENTRY, {**ENTRY, "build_number": 2}]}, "appears twice"),
-        ({"format": 4, "builds": [{**ENTRY, "build_number": True}]}, "wrong type"),
-        ({"format": 4, "builds": [{**ENTRY, "signing": {}}]}, "signing must have exactly identity"),
-        ({"format": 4, "builds": [{**ENTRY, "signing": {**ENTRY["signing"], "identity": ""}}]}, "all non-empty"),
-        ({"format": 4, "builds": [{**ENTRY, "notes": None}]}, "notes has the wrong type"),
+        ({"format": 5, "builds": [{**ENTRY, "signing": {**ENTRY["signing"], "attested": "x"}}]}, "attested must list"),
+        ({"format": 5, "builds": [{**ENTRY, "signing": {**ENTRY["signing"], "attested": []}}]}, "attested must list"),
+        ({"format": 5, "builds": [{**ENTRY, "tag": "latest"}]}, "not semver"),
+        ({"format": 5, "builds": [{**ENTRY, "build_number": 3}]}, "should be 1"),
+        ({"format": 5, "builds": [{**ENTRY, "digest": "md5:x"}]}, "not sha256"),
+        ({"format": 5, "builds": [ENTRY, {**ENTRY, "build_number": 2}]}, "appears twice"),
+        ({"format": 5, "builds": [{**ENTRY, "build_number": True}]}, "wrong type"),
+        ({"format": 5, "builds": [{**ENTRY, "signing": {}}]}, "signing must have exactly identity"),
+        ({"format": 5, "builds": [{**ENTRY, "signing": {**ENTRY["signing"], "identity": ""}}]}, "all non-empty"),
+        ({"format": 5, "builds": [{**ENTRY, "notes": None}]}, "notes has the wrong type"),
         ({"format": 4, "builds": [{k: v for k, v in ENTRY.items() if k != "platforms"}]}, "platforms"),
-        ({"format": 4, "builds": [{**ENTRY, "platforms": {}}]}, "platforms must name one or more"),
-        ({"format": 4, "builds": [{**ENTRY, "platforms": {"linux/s390x": AMD64}}]}, "platforms must name"),
-        ({"format": 4, "builds": [{**ENTRY, "platforms": {"linux/amd64": {**AMD64, "digest": "x"}}}]}, "not sha256"),
+        ({"format": 5, "builds": [{**ENTRY, "platforms": {}}]}, "platforms must name one or more"),
+        ({"format": 5, "builds": [{**ENTRY, "platforms": {"linux/s390x": AMD64}}]}, "platforms must name"),
+        ({"format": 5, "builds": [{**ENTRY, "platforms": {"linux/amd64": {**AMD64, "digest": "x"}}}]}, "not sha256"),
         (
-            {"format": 4, "builds": [{**ENTRY, "platforms": {"linux/amd64": {**AMD64, "sbom_sha256": None}}}]},
+            {"format": 5, "builds": [{**ENTRY, "platforms": {"linux/amd64": {**AMD64, "vulnerabilities": {}}}}]},
+            r"platforms\[linux/amd64\].vulnerabilities has missing keys",
+        ),
+        (
+            {"format": 5, "builds": [{**ENTRY, "platforms": {"linux/amd64": {**AMD64, "sbom_sha256": None}}}]},
             r"platforms\[linux/amd64\]: sbom_sha256 has the wrong type",
         ),
     ],
@@ -119,16 +123,20 @@ def test_malformed_history_is_refused_and_left_alone(tmp_path, document, message
     assert path.read_text() == text
 
 
-def test_a_format_3_history_reads_migrated_and_is_written_back_as_format_4(tmp_path):
+@pytest.mark.parametrize(("old_format", "entry"), [(3, FORMAT_3_ENTRY), (4, FORMAT_4_ENTRY)])
+def test_an_older_history_reads_migrated_and_is_written_back_as_format_5(tmp_path, old_format, entry):
     path = tmp_path / "build-history.json"
-    path.write_text(json.dumps({"format": 3, "builds": [FORMAT_3_ENTRY]}))
+    path.write_text(json.dumps({"format": old_format, "builds": [entry]}))
     (old,) = history.read(path)
-    # Those releases attested their SBOMs and no provenance: the migration says exactly that.
-    assert old["signing"]["attested"] == ["https://cyclonedx.org/bom"]
-    assert old["platforms"]["linux/amd64"]["provenance_sha256"] is None
+    # Format 3 releases attested their SBOMs and no provenance, format 4 ones were not scanned:
+    # the migration says exactly that.
+    expected = ["https://cyclonedx.org/bom"] + (["https://slsa.dev/provenance/v1"] if old_format == 4 else [])
+    assert old["signing"]["attested"] == expected
+    assert (old["platforms"]["linux/amd64"]["provenance_sha256"] is None) == (old_format == 3)
+    assert old["platforms"]["linux/amd64"]["vulnerabilities"] is None
     history.append(path, history.next_entry([old], {**ENTRY, "tag": "1.1.0"}))
     written = json.loads(path.read_text())
-    assert written["format"] == 4 and written["builds"][0] == old
+    assert written["format"] == 5 and written["builds"][0] == old
     assert [b["tag"] for b in history.read(path)] == ["1.0.0", "1.1.0"]
 
 
@@ -137,9 +145,14 @@ def test_a_format_3_history_reads_migrated_and_is_written_back_as_format_4(tmp_p
     [
         ({"signing": {**ENTRY["signing"], "attested": ["https://cyclonedx.org/bom"]}}, "no verified SLSA provenance"),
         ({"platforms": {"linux/amd64": {**AMD64, "provenance_sha256": None}}}, "needs its provenance_sha256"),
+        (
+            {"signing": {**ENTRY["signing"], "attested": ENTRY["signing"]["attested"][:2]}},
+            "no verified vulnerability scan",
+        ),
+        ({"platforms": {"linux/amd64": {**AMD64, "vulnerabilities": None}}}, "needs its vulnerabilities"),
     ],
 )
-def test_a_new_entry_must_record_verified_provenance(change, message):
+def test_a_new_entry_must_record_verified_provenance_and_scan(change, message):
     with pytest.raises(history.HistoryError, match=message):
         history.next_entry([], {**ENTRY, **change})
     # What an old release recorded still reads.

@@ -18,6 +18,7 @@ SHELL_SCRIPTS = [
     "scripts/run-backup.sh",
     "scripts/dev",
     "scripts/commit-history",
+    "scripts/release-gate",
     "scripts/github-release",
     ".ci/run",
 ]

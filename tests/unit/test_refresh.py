@@ -20,8 +20,9 @@ from ci.image.sbom import (
     parse_os_release,
     render,
 )
+from ci.image.vulns import Finding
 from ci.release.plan import preflight
-from ci.release.refresh import base_change, next_patch, package_changes, what_changed
+from ci.release.refresh import base_change, fix_reasons, next_patch, package_changes, what_changed
 from ci.stages.build import Built
 from tests.support.samples import AMD64, DISTS, DPKG, HISTORY_ENTRY, OS_RELEASE, release_config
 
@@ -86,6 +87,14 @@ def test_each_platform_is_compared_with_its_own_record_in_the_last_release():
     assert changes(last, B) == [f"linux/amd64: base image {A} → {B}"]
     assert changes(last, A) == []
     assert changes({**last, "platforms": {}}, A) == ["linux/amd64 was not in 1.0.0"]
+
+
+def test_a_fixable_finding_in_the_last_release_is_a_reason_named_as_the_gate_names_it():
+    finding = Finding("TEST-1", "e2fsprogs", "Debian", "1.47.0-2+b2", "1.47.0-3", "high")
+    assert fix_reasons("1.2.0", "linux/amd64", [finding]) == [
+        "linux/amd64: 1.2.0 has TEST-1 e2fsprogs 1.47.0-2+b2 fixed in 1.47.0-3 (high)"
+    ]
+    assert fix_reasons("1.2.0", "linux/amd64", []) == []
 
 
 def test_a_run_for_another_revision_than_the_checkout_is_refused_before_anything(checkout):

@@ -59,6 +59,15 @@ def test_no_change_says_so():
     assert "No change since 1.0.0." in notes.render(SECOND, FIRST, [], "passed", COMMANDS)
 
 
+def test_the_notes_list_the_scan_s_findings_and_exceptions():
+    scanned = ["linux/amd64 finding: TEST-1 rich 15.0.0 fixed in no release (medium)", "linux/amd64 exception: X"]
+    text = notes.render(SECOND, FIRST, [], "passed", COMMANDS, scanned)
+    assert (
+        "## Vulnerability scan\n\n- linux/amd64 finding: TEST-1 rich" in text and "- linux/amd64 exception: X" in text
+    )
+    assert "## Vulnerability scan" not in notes.render(SECOND, FIRST, [], "passed", COMMANDS)
+
+
 def test_upgrade_result_as_the_report_recorded_it():
     assert notes.upgrade_result(UPGRADE, "1.0.0") == (
         "passed: 2/2 checks, 1.0.0's archives and catalog restore with this release; "
@@ -79,8 +88,8 @@ def test_user_commands_verify_with_the_release_s_own_identity(tmp_path):
     keyed = [
         shlex.split(c) for c in user_commands(signing_identity({"DAR_BACKUP_COSIGN_KEY_FILE": str(key)}), ref, False)
     ]
-    assert [argv[:2] for argv in keyed] == [["cosign", "verify"], *[["cosign", "verify-attestation"]] * 2]
-    assert [argv[argv.index("--type") + 1] for argv in keyed[1:]] == ["cyclonedx", "slsaprovenance1"]
+    assert [argv[:2] for argv in keyed] == [["cosign", "verify"], *[["cosign", "verify-attestation"]] * 3]
+    assert [argv[argv.index("--type") + 1] for argv in keyed[1:]] == ["cyclonedx", "slsaprovenance1", "vuln"]
     assert all(argv[argv.index("--key") + 1] == "cosign.pub" and argv[-1] == ref for argv in keyed)
     assert all("--allow-insecure-registry" not in argv for argv in keyed)
     github = {

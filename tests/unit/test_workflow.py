@@ -16,12 +16,11 @@ from ci.core.config import REPO_ROOT
 
 WORKFLOWS = sorted((REPO_ROOT / ".github/workflows").glob("*.yml"))
 DAGGER_ACTION = "dagger/dagger-for-github@"
-# The README's commands (scripts/dev's verbs; the release job's history commit), optionally as
-# root with the runner's PATH and variables for the command.
+# The README's commands (scripts/dev's verbs; the release job's gate, history commit and GitHub
+# Release), optionally as root with the runner's PATH and variables for the command.
 AS_ROOT = r'(?:sudo env "PATH=\$PATH"(?: [A-Z_]+=\S+)* )?'
-COMMAND = re.compile(
-    AS_ROOT + r"(?:scripts/dev (?:checks|test|pipeline)|scripts/commit-history|scripts/github-release)(?: [^;&|`$<>]*)?"
-)
+SCRIPTS = r"scripts/dev (?:checks|test|pipeline|vuln-db)|scripts/release-gate|scripts/commit-history|scripts/github-release"
+COMMAND = re.compile(AS_ROOT + f"(?:{SCRIPTS})" + r"(?: [^;&|`$<>]*)?")
 # What `dagger run` may run: the pipeline, set up by scripts/dev or already installed.
 DAGGER_ARGS = re.compile(r"(?:scripts/dev pipeline|python ci/main\.py)(?: [^;&|`$<>]*)?")
 # Tool set-up an action cannot do: the engine's schema for the contract tests.
@@ -80,7 +79,10 @@ def test_what_the_workflow_rules_refuse():
 
 
 def test_the_dagger_version_has_one_home():
-    """pyproject.toml pins dagger-io; code and tests derive it, the workflow's literals are checked above."""
+    """pyproject.toml pins dagger-io; code and tests derive it, the workflow's literals are checked above.
+
+    The locks pip-compile writes from pyproject.toml pin it too; tests/unit/test_locks.py holds them to it.
+    """
     pin = version("dagger-io")
     assert f'"dagger-io=={pin}"' in (REPO_ROOT / "pyproject.toml").read_text()
     listed = subprocess.run(
@@ -90,7 +92,8 @@ def test_the_dagger_version_has_one_home():
         check=True,
     ).stdout.split()
     assert listed
-    naming = [name for name in listed if pin in (REPO_ROOT / name).read_text(errors="replace")]
+    locks = {"ci/requirements.txt", "ci/requirements-dev.txt"}
+    naming = [name for name in listed if name not in locks and pin in (REPO_ROOT / name).read_text(errors="replace")]
     assert naming == []
 
 
@@ -112,3 +115,24 @@ def test_ci_run_runs_the_test_commands_the_jobs_run():
     }
     assert in_jobs == {"checks", "test"}
     assert set(verbs.findall((REPO_ROOT / ".ci/run").read_text())) == in_jobs
+
+
+def test_release_and_refresh_get_their_vulnerability_database_by_a_readme_command_first():
+    jobs = load(REPO_ROOT / ".github/workflows/ci.yml")["jobs"]
+    for name in ("release", "refresh"):
+        steps = jobs[name]["steps"]
+        download = next(i for i, s in enumerate(steps) if s.get("run", "").startswith("scripts/dev vuln-db "))
+        pipeline = next(i for i, s in enumerate(steps) if s.get("uses", "").startswith(DAGGER_ACTION))
+        assert download < pipeline, name
+        assert steps[pipeline]["env"]["DAR_BACKUP_VULN_DB"] == steps[download]["run"].split()[2], name
+    assert "scripts/dev vuln-db" in (REPO_ROOT / "README.md").read_text()
+
+
+def test_the_release_job_first_refuses_a_tag_outside_the_default_branch():
+    """scripts/release-gate runs right after a checkout of all history, before anything is set up or built."""
+    steps = load(REPO_ROOT / ".github/workflows/ci.yml")["jobs"]["release"]["steps"]
+    checkout, gate = steps[0], steps[1]
+    assert checkout["uses"].startswith("actions/checkout@")
+    assert checkout["with"] == {"fetch-depth": 0, "persist-credentials": False}
+    assert gate["run"] == "scripts/release-gate"
+    assert gate["env"] == {"DEFAULT_BRANCH": "${{ github.event.repository.default_branch }}"}
