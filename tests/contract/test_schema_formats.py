@@ -26,7 +26,7 @@ def test_introspection_json_gives_the_schema_the_sdl_gives(schema, wrapped):
 def test_the_introspection_document_exports_the_whole_schema_deprecated_arguments_included(schema):
     # The checks job validates against what this document exports. The engine leaves deprecated
     # arguments and input fields out unless asked (dagql/introspection/types.go: Field.Args and
-    # Type.InputFields take includeDeprecated): v0.21.8 then drops File.asEnvFile(expand),
+    # Type.InputFields take includeDeprecated): the pinned engine then drops File.asEnvFile(expand),
     # Query.envFile(expand) and Query.git(keepGitDir), which it still accepts.
     document = SCHEMA_DOCUMENT.read_text()
     result = graphql.graphql_sync(schema, document)

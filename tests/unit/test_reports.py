@@ -136,7 +136,7 @@ def test_a_step_that_is_not_gating_warns_and_the_run_goes_on():
 def test_the_sigterm_dagger_run_sends_on_ctrl_c_ends_with_the_reports_and_130(tmp_path):
     # `dagger run` cancels on SIGINT and sends its command SIGTERM, then SIGKILL after
     # --cleanup-timeout (cmd/dagger/exec_unix.go ensureChildProcessesAreKilled, cmd/dagger/run.go).
-    # On a v0.21.8 engine the pipeline died of it at once: no reports, and `dagger run` exited 255.
+    # On an engine of the pinned version the pipeline died of it at once: no reports, and `dagger run` exited 255.
     script = (
         "import os, signal, sys, time\n"
         "from pathlib import Path\n"
