@@ -25,6 +25,7 @@ from ci.core.log import error, say
 from ci.core.platforms import SUPPORTED, default_platforms, host_platform, parse_platforms
 from ci.core.report import Report, to_text, write_reports
 from ci.engines.select import ENGINES, choose_engine
+from ci.oci.registry import is_loopback
 from ci.pipeline import PUBLISHING, execute
 from ci.release import refresh
 from ci.release.plan import HISTORY, read_history
@@ -36,6 +37,10 @@ COMMANDS = {
     "release": "gate, build, test, then publish the tested image by digest to --repo",
     "refresh": "build and test as a release would; release the next patch only if the base or packages changed",
 }
+
+
+# Ctrl-C, and what `dagger run` sends its command on Ctrl-C (cmd/dagger/exec_unix.go).
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,6 +76,12 @@ def parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--base-image", default=env.get("BASE_IMAGE"), help="image to build FROM (default ubuntu:24.04) [BASE_IMAGE]"
+    )
+    p.add_argument(
+        "--tools-base-image",
+        default=env.get("DAR_BACKUP_TOOLS_BASE_IMAGE"),
+        help="image the release's cosign tools image builds FROM (default debian:trixie-slim) "
+        "[DAR_BACKUP_TOOLS_BASE_IMAGE]",
     )
     p.add_argument(
         "--repo", default=env.get("DAR_BACKUP_REPO"), help="REGISTRY/NAME the image is released to [DAR_BACKUP_REPO]"
@@ -130,6 +141,19 @@ def writable_report_dir(path: Path) -> None:
         raise UsageError(f"cannot use {path} as --report-dir: not writable")
 
 
+def signable(engine_name: str, repo: str | None) -> None:
+    """Refuse, before anything is built, a release whose signatures could not reach its registry.
+
+    On Dagger the engine pushes from the host, where a loopback registry answers, but cosign runs
+    in a container on the engine's own network (10.87.0.0/16), where 127.0.0.1 is the container.
+    """
+    if engine_name == "dagger" and repo is not None and is_loopback(repo.split("/", 1)[0]):
+        raise UsageError(
+            f"--repo {repo} is on the loopback: on Dagger cosign signs from a container, whose 127.0.0.1 "
+            "is its own; release to a loopback registry on the local engine, or use --dry-run"
+        )
+
+
 def tag_version(env: Mapping[str, str]) -> str | None:
     """What a GitHub run for git tag vX.Y.Z releases: X.Y.Z (image tags are bare semver)."""
     name = env.get("GITHUB_REF_NAME", "")
@@ -156,6 +180,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             image_version=image_version,
             dar_backup_version=args.dar_backup_version,
             base_image=args.base_image,
+            tools_base_image=args.tools_base_image,
             repo=args.repo,
             dry_run=args.dry_run,
             report_dir=args.report_dir,
@@ -175,6 +200,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             )
         if args.dry_run and args.command not in PUBLISHING:
             raise UsageError(f"--dry-run applies to release and refresh only, not {args.command}")
+        if args.command in PUBLISHING and not args.dry_run:
+            signable(engine_name, config.repo)
         writable_report_dir(config.report_dir)
     except PipelineError as err:
         error(str(err))
@@ -216,7 +243,9 @@ def run_reported(
         interrupts.append(signum)
         signal.default_int_handler(signum, frame)
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
+    # `dagger run` turns Ctrl-C into SIGTERM for its command (and SIGKILL 10 s later): the same
+    # interruption, which must still end with the reports and exit 130.
+    previous = {signum: signal.signal(signum, on_interrupt) for signum in INTERRUPTS}
     try:
         anyio.run(work)
         report.outcome = "passed"
@@ -228,7 +257,8 @@ def run_reported(
         report.outcome, report.error, code = "failed", f"internal error: {type(err).__name__}: {err}", errors.BUG
         bug = traceback.format_exc()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if interrupts:
         report.outcome, report.error = "interrupted", "interrupted (Ctrl-C); volumes and containers removed"
         code = errors.INTERRUPTED

@@ -19,6 +19,8 @@ from ci.core.versions import locked_dar_backup_version, parse_release_version
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BASE_IMAGE = "ubuntu:24.04"
+# What the cosign tools image (docker/tools.Dockerfile) builds FROM.
+DEFAULT_TOOLS_BASE_IMAGE = "debian:trixie-slim"
 DEV_IMAGE_VERSION = "0.0.0-dev"
 # Severities from low to critical, as the vulnerability gate ranks them.
 VULN_LEVELS = ("low", "medium", "high", "critical")
@@ -47,6 +49,8 @@ class RunConfig:
     started: str = ""
     # The workflow running the pipeline on GitHub Actions (`https://github.com/o/r/.github/workflows/ci.yml@ref`).
     workflow: str | None = None
+    # What the release's cosign tools image builds FROM (a registry the engine reaches, as for base_image).
+    tools_base_image: str = DEFAULT_TOOLS_BASE_IMAGE
     # The vulnerability database (`DIR/<Ecosystem>/all.zip`): release and refresh need one, test uses one if given.
     vuln_db: Path | None = None
     # The lowest severity of a fixable finding that refuses a release.
@@ -158,6 +162,7 @@ def build_config(
     root: Path = REPO_ROOT,
     previous_image: str | None = None,
     platforms: tuple[str, ...] = (),
+    tools_base_image: str | None = None,
     vuln_db: str | None = None,
     vuln_threshold: str = "high",
 ) -> RunConfig:
@@ -198,6 +203,7 @@ def build_config(
         ref=git_ref(env, root, revision),
         started=rfc3339(time.time()),
         workflow=workflow_ref(env),
+        tools_base_image=tools_base_image or DEFAULT_TOOLS_BASE_IMAGE,
         vuln_db=Path(vuln_db).resolve() if vuln_db else None,
         vuln_threshold=vuln_threshold,
     )

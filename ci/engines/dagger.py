@@ -108,7 +108,8 @@ class DaggerEngine:
         secrets: Mapping[str, SecretRef] | None = None,
         network: bool = False,
     ) -> RunResult:
-        # Dagger containers always have the engine's network; `network` only matters to Docker.
+        # Dagger containers always have the engine's network (not the host's: no loopback registry);
+        # `network` only matters to Docker.
         container = self._containers[image.ref]
         for mount in mounts:
             container = container.with_mounted_cache(mount.path, self.client.cache_volume(mount.volume.name))

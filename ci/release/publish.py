@@ -220,7 +220,7 @@ async def release(
     with report.step(STAGE, "the engine's version and the build files, for provenance"):
         made = Made(engine.name, await engine.version(), file_digests(REPO_ROOT))
     with report.step(STAGE, "build the signing tools image (cosign)"):
-        tools = await signing.build_tools(engine)
+        tools = await signing.build_tools(engine, config.tools_base_image, plan.auth)
     names = [built.platform for built in tested]
     with report.step(STAGE, f"push the candidate for {plan.ref} ({', '.join(names)}), under no version tag"):
         candidate_tag = tags.candidate_tag(config.run_id)

@@ -19,15 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ci.core.config import workflow_ref
+from ci.core.config import DEFAULT_TOOLS_BASE_IMAGE, workflow_ref
 from ci.core.errors import SigningError, UsageError
 from ci.core.platforms import host_platform
 from ci.engines.seam import BuildSpec, Engine, Image
-from ci.oci.auth import SecretRef
+from ci.oci.auth import RegistryAuth, SecretRef
 from ci.release import provenance
 
 TOOLS_DOCKERFILE = "docker/tools.Dockerfile"
-TOOLS_BASE_IMAGE = "debian:trixie-slim"
 KEY_PATH = "/run/secrets/cosign.key"
 REGISTRY_CONFIG_DIR = "/run/secrets/registry"
 PUBLIC_KEY_PATH = "/run/cosign/cosign.pub"
@@ -202,10 +201,12 @@ def identity_record(identity: Identity, public_key_pem: str | None) -> str:
     return f"keyless {identity.certificate_identity} ({identity.issuer})"
 
 
-async def build_tools(engine: Engine) -> Image:
-    """The cosign image, FROM debian:trixie-slim (or its local bootstrap where no registry answers)."""
+async def build_tools(
+    engine: Engine, base_image: str = DEFAULT_TOOLS_BASE_IMAGE, auth: RegistryAuth | None = None
+) -> Image:
+    """The cosign image, FROM base_image (the local engine: or its bootstrap where no registry answers)."""
     # cosign runs where the pipeline runs: the host's platform, whichever platforms are released.
-    base = await engine.resolve_base(TOOLS_BASE_IMAGE, host_platform(), None)
+    base = await engine.resolve_base(base_image, host_platform(), auth)
     spec = BuildSpec(
         "tools", {"BASE_IMAGE": base.build_from}, dockerfile=TOOLS_DOCKERFILE, tag="dar-backup-tools:local"
     )

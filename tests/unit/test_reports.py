@@ -1,10 +1,13 @@
 import json
+import subprocess
+import sys
 import time
 import xml.etree.ElementTree as ET
 
 import pytest
 
 from ci.cli import run_reported
+from ci.core.config import REPO_ROOT
 from ci.core.errors import OutputError, StageFailure
 from ci.core.files import write_atomically
 from ci.core.report import Report, to_junit, to_markdown, to_text, write_reports
@@ -128,3 +131,25 @@ def test_a_step_that_is_not_gating_warns_and_the_run_goes_on():
     junit = ET.fromstring(to_junit(report))
     assert junit.find("testsuite").get("failures") == "0" and junit.find("testsuite").get("skipped") == "1"
     assert "warning: [test] rollback" in to_text(report) and "⏭️ skipped" in to_markdown(report)
+
+
+def test_the_sigterm_dagger_run_sends_on_ctrl_c_ends_with_the_reports_and_130(tmp_path):
+    # `dagger run` cancels on SIGINT and sends its command SIGTERM, then SIGKILL after
+    # --cleanup-timeout (cmd/dagger/exec_unix.go ensureChildProcessesAreKilled, cmd/dagger/run.go).
+    # On an engine of the pinned version the pipeline died of it at once: no reports, and `dagger run` exited 255.
+    script = (
+        "import os, signal, sys, time\n"
+        "from pathlib import Path\n"
+        "from ci.cli import run_reported\n"
+        "from ci.core.report import Report\n"
+        "async def work():\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(5)\n"
+        "sys.exit(run_reported(Report('test', 'dagger'), Path(sys.argv[1]), None, work))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.endswith("error: interrupted (Ctrl-C); volumes and containers removed\n")
+    assert json.loads((tmp_path / "test.json").read_text())["outcome"] == "interrupted"
