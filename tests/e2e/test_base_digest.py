@@ -114,11 +114,16 @@ def test_a_base_registry_that_answers_with_an_error_stops_the_run_before_any_bui
 
 
 def test_a_local_base_is_built_from_its_image_id_and_an_image_not_on_it_is_refused(docker: Docker, tmp_path):
-    """A local base goes by `dar-backup-local-base:id-<its image id>`; moved to another image, the build is refused."""
+    """A local base goes by `dar-backup-local-base:id-<its image id>`; moved to another image, the build is refused.
+
+    The base is this test's own image (the bootstrap with a label more), so that the name it moves
+    is one no other test builds FROM: the end-to-end tests run side by side.
+    """
+    own = "dar-backup-test-base:own-id"
 
     async def build_twice() -> tuple[str, str, EngineError]:
         engine = DockerEngine("idtag", tmp_path, docker.client)
-        base = await engine.resolve_base("ubuntu:24.04", host_platform(), None)
+        base = await engine.resolve_base(own, host_platform(), None)
         spec = BuildSpec("on", {"BASE_IMAGE": base.build_from}, tag="dar-backup-test-base:on", dockerfile="Dockerfile")
         built = await engine.build(spec)
         docker.ok("tag", "dar-backup-test-base:elsewhere", base.build_from)
@@ -132,14 +137,21 @@ def test_a_local_base_is_built_from_its_image_id_and_an_image_not_on_it_is_refus
     # COPY, not RUN: the other image, one file imported, has no shell.
     (tmp_path / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE} AS on\nCOPY Dockerfile /built-on-it\n")
     host = host_platform()
-    local = ensure_base_image(docker.client, "ubuntu:24.04", host, host)
+    bootstrap = ensure_base_image(docker.client, "ubuntu:24.04", host, host)
+    labelled = subprocess.run(
+        [docker.client, "build", "-q", "-t", own, "-"], input=f"FROM {bootstrap}\nLABEL test=own-id\n",
+        capture_output=True, text=True, check=False, env={**os.environ, "DOCKER_BUILDKIT": "1"},
+    )  # fmt: skip
+    assert labelled.returncode == 0, labelled.stderr[-2000:]
     other = tmp_path / "other.tar"
     subprocess.run(["tar", "-C", str(tmp_path), "-cf", str(other), "Dockerfile"], check=True)
     docker.ok("import", str(other), "dar-backup-test-base:elsewhere")
+    own_id = docker.ok("image", "inspect", "-f", "{{.Id}}", own).strip()
     try:
         local_id, built, refused = anyio.run(build_twice)
         assert layers(docker, built)[: len(layers(docker, local_id))] == layers(docker, local_id)
     finally:
-        docker("rmi", "dar-backup-test-base:elsewhere", "dar-backup-test-base:on")
-    assert local_id == docker.ok("image", "inspect", "-f", "{{.Id}}", local).strip()
+        by_id = f"dar-backup-local-base:id-{own_id.removeprefix('sha256:')}"
+        docker("rmi", "dar-backup-test-base:elsewhere", "dar-backup-test-base:on", own, by_id)
+    assert local_id == own_id
     assert str(refused).endswith(f"is not built on the local base {local_id} it was to be built FROM")
