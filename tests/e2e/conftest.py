@@ -17,6 +17,23 @@ from ci.engines.seam import Image
 from ci.release.signing import build_tools
 from tests.support.docker import Docker, KeyPair, run_pipeline
 
+# `scripts/dev test` runs the tests side by side (pytest-xdist, --dist loadgroup). The tests that
+# share a module's costly fixture (the foreign platform's build, two whole test runs) go to one
+# worker, which makes it once. The shared release is session-scoped instead: its readers are
+# quick, but refresh and the second release take minutes each after it, so they may run on any
+# worker, each worker making the shared release at most once. Those come first, so that the
+# longest chains are not the last to start (xdist hands out the larger groups before them).
+GROUPED_FIXTURES = ("foreign_final", "two_runs")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        group = next((name for name in GROUPED_FIXTURES if name in names), None)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: "released" not in getattr(item, "fixturenames", ()))
+
 
 @pytest.fixture(scope="session")
 def docker() -> Docker:

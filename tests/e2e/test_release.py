@@ -88,7 +88,7 @@ reason = "fixed long ago"
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def released(image, cosign_key: KeyPair, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Released]:
     """One release shared by the tests that only read what a release produced.
 
@@ -96,7 +96,8 @@ def released(image, cosign_key: KeyPair, tmp_path_factory: pytest.TempPathFactor
     minute. The tests that take this fixture read the registry, the clone's history and its
     reports and never change them. A test that releases after it does so from its own clone to
     `registry_copy`; one that must change the shared registry puts back what it changed (see
-    test_verify_refuses_a_tag_pointed_at_other_content).
+    test_verify_refuses_a_tag_pointed_at_other_content). Each worker of a side-by-side run makes
+    its own, once (tests/e2e/conftest.py).
     """
     where = tmp_path_factory.mktemp("released")
     registry = LocalRegistry(where / "registry")
