@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ci.core.baseimage import LOCAL_BASE_REPO
 from ci.core.errors import EngineError
-from ci.core.log import say
+from ci.core.log import progress, say
 from ci.core.platforms import architecture, tag_suffix
 
 DEBOOTSTRAP_SCRIPTS = Path("/usr/share/debootstrap/scripts")
@@ -97,7 +97,8 @@ def apt_install(*packages: str) -> None:
     say("engine", f"installing {' '.join(packages)} with apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *packages]):
-        done = subprocess.run(argv, env=env, check=False, stdout=subprocess.DEVNULL)
+        with progress("engine", " ".join(argv[:2])):
+            done = subprocess.run(argv, env=env, check=False, stdout=subprocess.DEVNULL)
         if done.returncode != 0:
             raise EngineError(f"{' '.join(argv)} failed with exit code {done.returncode}")
 
@@ -157,14 +158,16 @@ def bootstrap_base(client: str, tag: str, source: AptSource, platform: str) -> N
     with tempfile.TemporaryDirectory(prefix="dar-backup-rootfs-", dir="/var/tmp") as tmp:
         rootfs = Path(tmp) / "rootfs"
         argv = ["debootstrap", "--variant=minbase", f"--arch={arch}", source.suite, str(rootfs), source.uri]
-        done = _run(argv)
+        with progress("engine", f"debootstrap {source.suite} ({arch})"):
+            done = _run(argv)
         if done.returncode != 0:
             raise EngineError(f"debootstrap failed: {done.stderr.strip().splitlines()[-1:]}")
         trim_rootfs(rootfs)
         archive = Path(tmp) / "image.tar"
         write_image_archive(rootfs, archive, tag, arch)
         # `docker load` keeps the architecture the config names; `docker import` would record the host's.
-        loaded = _run([client, "load", "-q", "-i", str(archive)])
+        with progress("engine", f"docker load {tag}"):
+            loaded = _run([client, "load", "-q", "-i", str(archive)])
         if loaded.returncode != 0:
             raise EngineError(f"docker load of the bootstrapped base failed: {loaded.stderr.strip()}")
     say("engine", f"loaded {tag} ({platform})")
