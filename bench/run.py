@@ -4,7 +4,8 @@
 
 Families, in the order they run: build (cold build, rebuilds, reproducibility), start (size,
 entrypoint, dar-backup's start), stage (the story against natively at each scale, the test
-stage, a warm pipeline), emulated (the foreign platform), dagger (when an engine is reachable).
+stage, a warm pipeline), emulated (the foreign platform), fresh (the pipeline from nothing, on an
+empty engine when one is named), dagger (when an engine is reachable).
 The machine is shared and noisy, so timings are medians and the overhead figure is a ratio
 measured within one run. Everything created here (images tagged :bench, volumes, temp dirs,
 the native dar-backup venv) is removed at the end.
@@ -24,7 +25,7 @@ import anyio
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from bench import build, emulated, on_dagger, stage, start  # noqa: E402
+from bench import build, emulated, fresh, on_dagger, stage, start  # noqa: E402
 from bench.harness import Bench  # noqa: E402
 from bench.table import Figure, Measured, as_json, render  # noqa: E402
 from ci.core.config import REPO_ROOT  # noqa: E402
@@ -37,6 +38,7 @@ FAMILIES: dict[str, Callable[[Bench], Awaitable[Measured]]] = {
     "start": start.measure,
     "stage": stage.measure,
     "emulated": emulated.measure,
+    "fresh": fresh.measure,
     "dagger": on_dagger.measure,
 }
 

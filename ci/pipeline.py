@@ -30,7 +30,7 @@ async def build_platform(
         if base.name != config.base_image:
             say("pipeline", f"{platform}: building FROM {base.name} instead of {config.base_image}")
         facts.update(base_image=base.name, base_digest=base.digest or "", base_local_id=base.local_id or "")
-        base_image = await build.base(engine, config, base, platform, report)
+        base_image = await build.base(engine, config, base, platform, report, builder=command != "base")
         if command == "base":
             return None
         built = await build.final(engine, config, base, platform, base_image, report)

@@ -27,11 +27,12 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-# Runs in a fresh interpreter: imports or runs one entry point, then writes the source of every
-# loaded module to $IMPORTED, whatever the command's exit code.
+# Runs in a fresh interpreter: imports each console script's module (comma-separated
+# module:function entries) and, given arguments, runs the one entry with them; then writes the
+# source of every loaded module to $IMPORTED, whatever the command's exit code.
 CHILD = """
 import atexit, importlib, json, os, sys, types
-module, function, *argv = sys.argv[1:]
+entries, *argv = sys.argv[1:]
 
 def record():
     # Plain modules only: touching a lazy one (importlib.util.LazyLoader) would import it now, and
@@ -43,25 +44,33 @@ def record():
         json.dump(sorted(o for o in origins if o and o.endswith(".py")), out)
 
 atexit.register(record)
-entry = getattr(importlib.import_module(module), function)
+names = [entry.split(":") for entry in entries.split(",")]
 if argv:
+    [(module, function)] = names
     sys.argv = [module, *argv]
-    sys.exit(entry())
+    sys.exit(getattr(importlib.import_module(module), function)())
+for module, _ in names:
+    try:
+        importlib.import_module(module)
+    except Exception:  # one script's failing import must not hide what the others import
+        pass
 """
 
 
-def imported_by(module: str, function: str, argv: list[str], env: dict[str, str]) -> set[str]:
-    with tempfile.NamedTemporaryFile(suffix=".json") as record:
-        subprocess.run(
-            [sys.executable, "-B", "-c", CHILD, module, function, *argv],
-            env={**env, "IMPORTED": record.name},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            check=False,
-        )
-        files = json.loads(Path(record.name).read_text() or "[]")
+def start(entries: list[str], argv: list[str], env: dict[str, str], record: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, ",".join(entries), *argv],
+        env={**env, "IMPORTED": str(record)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def recorded(child: subprocess.Popen[bytes], record: Path, what: str) -> set[str]:
+    child.wait()
+    files = json.loads(record.read_text() or "[]") if record.is_file() else []
     if not files:
-        raise SystemExit(f"compile_imported: {module}:{function} {' '.join(argv)} recorded no imports")
+        raise SystemExit(f"compile_imported: {what} recorded no imports")
     return set(files)
 
 
@@ -90,18 +99,23 @@ def start_commands(config: str) -> list[tuple[str, list[str]]]:
 def main() -> int:
     distribution, stage, image_config, definition = sys.argv[1:5]
     entries = {
-        e.name: e for e in importlib.metadata.distribution(distribution).entry_points if e.group == "console_scripts"
+        e.name: e.value
+        for e in importlib.metadata.distribution(distribution).entry_points
+        if e.group == "console_scripts"
     }
     sources: set[str] = set()
     with tempfile.TemporaryDirectory() as scratch:
         config = scratch_config(image_config, definition, Path(scratch))
-        env = {**os.environ, "DAR_BACKUP_CONFIG_FILE": config}
-        for entry in entries.values():
-            module, function = entry.value.split(":")
-            sources |= imported_by(module, function, [], env)
-        for name, argv in start_commands(config):
-            module, function = entries[name].value.split(":")
-            sources |= imported_by(module, function, argv, env)
+        # The children's own bytecode goes to a scratch cache (not beside the sources, where only
+        # this script's unchecked-hash bytecode goes): what the first compiles, the next read.
+        env = {**os.environ, "DAR_BACKUP_CONFIG_FILE": config, "PYTHONPYCACHEPREFIX": f"{scratch}/pycache"}
+        imports = Path(scratch) / "imports.json"
+        sources |= recorded(start(sorted(entries.values()), [], env, imports), imports, "importing the console scripts")
+        # The two commands at once: each reads the bytecode the imports wrote.
+        commands = [(name, argv, Path(scratch) / f"{name}.json") for name, argv in start_commands(config)]
+        children = [(start([entries[name]], argv, env, record), record, name) for name, argv, record in commands]
+        for child, record, name in children:
+            sources |= recorded(child, record, name)
     venv, stdlib = Path(sys.prefix), Path(sysconfig.get_paths()["stdlib"])
     counts = {"venv": 0, "stdlib": 0}
     for source in sorted(Path(s) for s in sources):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# What the image is built FROM unless the run names another (--base-image, BASE_IMAGE).
+DEFAULT_BASE_IMAGE = "ubuntu:24.04"
 # The local engine's own bases: its bootstraps (`:<suite>`), and the tag each local base's
 # build goes FROM (`:id-<image id>`).
 LOCAL_BASE_REPO = "dar-backup-local-base"

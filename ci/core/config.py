@@ -12,13 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ci.core.baseimage import DEFAULT_BASE_IMAGE
 from ci.core.errors import UsageError
 from ci.core.names import DEFAULT_SOURCE, IMAGE_NAME
 from ci.core.platforms import host_platform, tag_suffix
 from ci.core.versions import locked_dar_backup_version, parse_release_version
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_BASE_IMAGE = "ubuntu:24.04"
 # What the cosign tools image (docker/tools.Dockerfile) builds FROM.
 DEFAULT_TOOLS_BASE_IMAGE = "debian:trixie-slim"
 DEV_IMAGE_VERSION = "0.0.0-dev"

@@ -13,7 +13,7 @@ from typing import Any
 
 from ci.core.errors import OutputError, PipelineError
 from ci.core.files import write_atomically
-from ci.core.log import say
+from ci.core.log import progress, say
 
 
 @dataclass
@@ -66,7 +66,8 @@ class Report:
         started = time.monotonic()
         say(step.where, f"{name} ...")
         try:
-            yield step
+            with progress(step.where, name):
+                yield step
         except PipelineError as err:
             # Output that does not read is named by the step that read it: the error line says where.
             step.message = f"{name}: {err}" if isinstance(err, OutputError) else str(err)

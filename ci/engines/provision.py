@@ -3,10 +3,16 @@
 On a fresh Debian/Ubuntu host (as root) this installs the distribution's docker.io and starts
 dockerd; where no registry is reachable it bootstraps the base image with debootstrap from the
 mirror apt already uses, trimmed like a slim image. Everything it does, it says on stdout.
+
+    python3 -m ci.engines.provision [--base-image IMAGE] [PIPELINE ARGS…]
+
+does that ahead of a run, with the standard library alone (this module and what it imports need
+no package of the pipeline's venv): `scripts/dev pipeline` runs it while it creates the venv.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import io
 import json
@@ -14,17 +20,20 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ci.core.baseimage import LOCAL_BASE_REPO
-from ci.core.errors import EngineError
-from ci.core.log import say
-from ci.core.platforms import architecture, tag_suffix
+from ci.core.baseimage import DEFAULT_BASE_IMAGE, LOCAL_BASE_REPO
+from ci.core.errors import EngineError, PipelineError, RegistryError, RegistryUnreachable
+from ci.core.log import progress, say
+from ci.core.platforms import architecture, host_platform, tag_suffix
+from ci.engines.select import choose_engine
+from ci.oci.base import resolve_digest
 
 DEBOOTSTRAP_SCRIPTS = Path("/usr/share/debootstrap/scripts")
 # What Debian and Ubuntu images set; a loaded archive has no daemon default to fall back on.
@@ -97,7 +106,8 @@ def apt_install(*packages: str) -> None:
     say("engine", f"installing {' '.join(packages)} with apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *packages]):
-        done = subprocess.run(argv, env=env, check=False, stdout=subprocess.DEVNULL)
+        with progress("engine", " ".join(argv[:2])):
+            done = subprocess.run(argv, env=env, check=False, stdout=subprocess.DEVNULL)
         if done.returncode != 0:
             raise EngineError(f"{' '.join(argv)} failed with exit code {done.returncode}")
 
@@ -157,14 +167,16 @@ def bootstrap_base(client: str, tag: str, source: AptSource, platform: str) -> N
     with tempfile.TemporaryDirectory(prefix="dar-backup-rootfs-", dir="/var/tmp") as tmp:
         rootfs = Path(tmp) / "rootfs"
         argv = ["debootstrap", "--variant=minbase", f"--arch={arch}", source.suite, str(rootfs), source.uri]
-        done = _run(argv)
+        with progress("engine", f"debootstrap {source.suite} ({arch})"):
+            done = _run(argv)
         if done.returncode != 0:
             raise EngineError(f"debootstrap failed: {done.stderr.strip().splitlines()[-1:]}")
         trim_rootfs(rootfs)
         archive = Path(tmp) / "image.tar"
         write_image_archive(rootfs, archive, tag, arch)
         # `docker load` keeps the architecture the config names; `docker import` would record the host's.
-        loaded = _run([client, "load", "-q", "-i", str(archive)])
+        with progress("engine", f"docker load {tag}"):
+            loaded = _run([client, "load", "-q", "-i", str(archive)])
         if loaded.returncode != 0:
             raise EngineError(f"docker load of the bootstrapped base failed: {loaded.stderr.strip()}")
     say("engine", f"loaded {tag} ({platform})")
@@ -276,3 +288,41 @@ def ensure_base_image(client: str, requested: str, platform: str, host: str) -> 
     else:
         bootstrap_base(client, tag, source, platform)
     return tag
+
+
+def prepare(requested: str) -> None:
+    """The engine, and the host's base where no registry serves it, as the run will want them.
+
+    A registry that answers is left to the run (BuildKit pulls the base itself, and a refusal is
+    the run's to report); only an unreachable one means a local base, bootstrapped here.
+    """
+    host = host_platform()
+    client = ensure_client()
+    ensure_daemon(client)
+    try:
+        resolve_digest(requested, host, None)
+    except RegistryUnreachable as err:
+        say("engine", f"{requested}: {err}; making a local image of it")
+        ensure_base_image(client, requested, host, host)
+    except RegistryError:
+        return
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Reads what of the pipeline's arguments it needs; nothing to do for a run on Dagger."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--engine", default=os.environ.get("DAR_BACKUP_CI_ENGINE", "auto"))
+    parser.add_argument("--base-image", default=os.environ.get("BASE_IMAGE") or DEFAULT_BASE_IMAGE)
+    args, _ = parser.parse_known_args(argv)
+    try:
+        if choose_engine(args.engine, os.environ)[0] == "docker":
+            prepare(args.base_image)
+    except PipelineError as err:
+        # The run itself tries again and stops with this same error, in its report.
+        say("engine", f"not ready ahead of the run: {err}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

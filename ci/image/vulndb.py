@@ -22,7 +22,7 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from ci.core.config import DEFAULT_BASE_IMAGE
+from ci.core.baseimage import DEFAULT_BASE_IMAGE
 from ci.core.errors import PipelineError, StageFailure, UsageError
 from ci.core.files import write_atomically
 from ci.core.log import error, say

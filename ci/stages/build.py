@@ -6,9 +6,12 @@ Nothing is built twice in one run: the final image is what the test stage runs a
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+import anyio
 
 from ci.core.baseimage import BaseImage
 from ci.core.config import RunConfig
@@ -20,6 +23,8 @@ from ci.image import dar_features
 from ci.image.gates import label_gate, refuse, version_gate
 from ci.image.probe import probe
 from ci.image.sbom import write_sbom
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -52,11 +57,46 @@ def build_args(config: RunConfig, base: BaseImage, env: Mapping[str, str]) -> di
     return args
 
 
-async def base(engine: Engine, config: RunConfig, base: BaseImage, platform: str, report: Report) -> Image:
-    with report.step("base", f"build target base FROM {base.build_from}"):
-        args = build_args(config, base, os.environ)
-        spec = BuildSpec("base", args, secret_files=build_secrets(os.environ), platform=platform)
-        return await engine.build(spec)
+async def beside(main: Awaitable[T], side: Awaitable[object]) -> T:
+    """main's result, side run at the same time; the first to fail cancels the other, its error raised as it is."""
+    results: list[T] = []
+    failures: list[Exception] = []
+
+    async def keep() -> None:
+        results.append(await main)
+
+    async def guarded(work: Awaitable[object]) -> None:
+        try:
+            await work
+        except Exception as err:
+            failures.append(err)
+            group.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(guarded, keep())
+        group.start_soon(guarded, side)
+    if failures:
+        raise failures[0]
+    return results[0]
+
+
+async def base(
+    engine: Engine, config: RunConfig, base: BaseImage, platform: str, report: Report, *, builder: bool = True
+) -> Image:
+    """Target base; with builder, the Dockerfile's venv stage beside it, for final to take from the cache.
+
+    The builder stage does not wait for base (it is built FROM the same image), so the two apt
+    steps and the venv run while base builds, not after it and the probe of base final needs.
+    """
+    args = build_args(config, base, os.environ)
+    secrets = build_secrets(os.environ)
+    spec = BuildSpec("base", args, secret_files=secrets, platform=platform)
+    if not builder:
+        with report.step("base", f"build target base FROM {base.build_from}"):
+            return await engine.build(spec)
+    with report.step("base", f"build target base FROM {base.build_from}, and the venv beside it"):
+        venv = BuildSpec("builder", args, secret_files=secrets, platform=platform)
+        return await beside(engine.build(spec), engine.build(venv))
 
 
 async def final(

@@ -306,7 +306,7 @@ def test_each_platform_is_built_labelled_and_version_gated_on_its_own_container(
     recorded = run_pipeline(schema, World(), "final", tmp_path, monkeypatch, platforms=platforms)
     builds = [a for c in recorded.session.chains.values() for a in calls(c, "dockerBuild")]
     assert sorted({(b["target"], b["platform"]) for b in builds}) == sorted(
-        (target, platform) for target in ("base", "final") for platform in platforms
+        (target, platform) for target in ("base", "builder", "final") for platform in platforms
     )
     for platform in platforms:
         # Every `--version` probe of the version gate ran in a container built for that platform,

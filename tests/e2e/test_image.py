@@ -531,3 +531,24 @@ def test_final_writes_a_valid_sbom_of_what_the_image_holds(docker: Docker, image
     assert {c["name"] for c in document["components"] if c["purl"].startswith("pkg:deb/")} == set(debs)
     assert names["dar-backup"]["purl"] == f"pkg:pypi/dar-backup@{labels[TOOL_LABELS['dar-backup']]}"
     assert document["metadata"]["component"]["version"] == labels["org.opencontainers.image.version"]
+
+
+# Marks the builder's python3 as another version than base's, just before the check reads both.
+OTHER_PYTHON = "RUN sed -i '/^Package: python3$/,/^$/s/^Version: .*/Version: 0.0-other/' /var/lib/dpkg/status\n"
+PYTHON_CHECK = "RUN --mount=type=bind,from=base,source=/var/lib/dpkg,target=/tmp/base-dpkg"
+
+
+def test_build_refuses_a_venv_made_by_another_python_than_base(docker: Docker, image: str, tmp_path: Path):
+    """The venv's stage is not built on base: final's Python must be its, package for package."""
+    dockerfile = (REPO_ROOT / "docker/Dockerfile").read_text()
+    assert dockerfile.count(PYTHON_CHECK) == 1
+    (tmp_path / "Dockerfile").write_text(dockerfile.replace(PYTHON_CHECK, OTHER_PYTHON + PYTHON_CHECK))
+    base = docker.ok("image", "inspect", "-f", '{{index .Config.Labels "org.opencontainers.image.base.name"}}', image)
+    secret = ["--secret", f"id=pip_cert,src={os.environ['PIP_CERT']}"] if os.environ.get("PIP_CERT") else []
+    version = locked_dar_backup_version(REPO_ROOT / "docker/requirements.txt")
+    argv = ["build", "-f", str(tmp_path / "Dockerfile"), "--target", "final", *secret]
+    argv += ["--build-arg", f"BASE_IMAGE={base.strip()}", "--build-arg", f"DAR_BACKUP_VERSION={version}", "."]
+    env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+    done = subprocess.run([docker.client, *argv], cwd=REPO_ROOT, capture_output=True, text=True, env=env, check=False)
+    assert done.returncode != 0
+    assert re.search(r"base's Python is not the builder's, .*: the builder has not python3=\S+;", done.stderr)

@@ -6,13 +6,15 @@ import stat
 import anyio
 import pytest
 
-from bench import on_dagger
+from bench import fresh, on_dagger
 from bench.harness import Bench
 from bench.run import FAMILIES, chosen, parse
 
 
 def test_all_families_by_default_in_their_order():
-    assert chosen(None, no_foreign=False) == ["build", "start", "stage", "emulated", "dagger"] == list(FAMILIES)
+    assert (
+        chosen(None, no_foreign=False) == ["build", "start", "stage", "emulated", "fresh", "dagger"] == list(FAMILIES)
+    )
     assert chosen("dagger, start,build", no_foreign=False) == ["build", "start", "dagger"]
 
 
@@ -27,7 +29,7 @@ def test_an_unknown_family_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exited:
         parse(["--only", "bulid"])
     assert exited.value.code == 2
-    assert "(the families: build, start, stage, emulated, dagger)" in capsys.readouterr().err
+    assert "(the families: build, start, stage, emulated, fresh, dagger)" in capsys.readouterr().err
 
 
 def test_documented_options_still_parse():
@@ -35,7 +37,7 @@ def test_documented_options_still_parse():
     assert (args.large, args.cold_runs, args.families, str(args.out)) == (
         True,
         2,
-        ["build", "start", "stage", "dagger"],
+        ["build", "start", "stage", "fresh", "dagger"],
         "x.json",
     )
 
@@ -60,3 +62,8 @@ def test_the_cli_is_the_named_one_else_dagger_on_path(tmp_path):
 def test_an_engine_without_a_cli_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="no dagger CLI: set _EXPERIMENTAL_DAGGER_CLI_BIN"):
         on_dagger.dagger_cli({on_dagger.RUNNER_HOST: "unix:///run/dagger/engine.sock", "PATH": str(tmp_path)})
+
+
+def test_the_longest_silence_is_the_widest_gap_between_lines():
+    assert fresh.longest_silence([0.0, 2.0, 20.0, 21.5]) == 18.0
+    assert fresh.longest_silence([0.0]) == 0.0
