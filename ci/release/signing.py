@@ -218,8 +218,9 @@ class Cosign:
     engine: Engine
     tools: Image
     identity: Identity
-    # A plain-HTTP registry on the loopback, as the local release tests use.
-    insecure: bool = False
+    # The registry's address when it is on the host's loopback (plain HTTP), as the local
+    # release tests use; on Dagger it is relayed into cosign's container under that address.
+    loopback: str | None = None
     # A docker config.json holding the registry credentials, for pushing signatures.
     registry_config: SecretRef | None = None
 
@@ -236,11 +237,15 @@ class Cosign:
             secrets[f"{REGISTRY_CONFIG_DIR}/config.json"] = self.registry_config
             env["DOCKER_CONFIG"] = REGISTRY_CONFIG_DIR
         result = await self.engine.run(
-            self.tools, ["cosign", *args], env=env, secrets=secrets, files=files, network=True
+            self.tools, ["cosign", *args], env=env, secrets=secrets, files=files, network=True, loopback=self.loopback
         )
         if not result.ok:
             raise SigningError(f"cosign {args[0]} exited {result.exit_code}: {result.tail(3)}")
         return result.stdout
+
+    @property
+    def insecure(self) -> bool:
+        return self.loopback is not None
 
     async def public_key(self) -> str | None:
         if self.identity.key is None:
