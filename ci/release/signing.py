@@ -64,6 +64,8 @@ PROVENANCE = Attestation("slsaprovenance1", PROVENANCE_PATH, provenance.PREDICAT
 # verify_attestation checks.
 VULN = Attestation("vuln", VULN_PATH, "https://cosign.sigstore.dev/attestation/vuln/v1", "vuln")
 OIDC_VARIABLES = ("ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+# The cosign commands that use the private key or the OIDC token; the others only verify.
+SIGNING_COMMANDS = frozenset({"sign", "attest", "public-key"})
 
 
 @dataclass(frozen=True)
@@ -226,8 +228,15 @@ class Cosign:
 
     async def run(self, args: Sequence[str], files: Mapping[str, str] | None = None) -> str:
         env: dict[str, str] = {}
-        secrets: dict[str, SecretRef] = dict(self.identity.oidc)
-        if self.identity.key is not None:
+        # Only what signs gets the signing secrets. Dagger replaces every occurrence of a secret
+        # the exec was given with `***` in its stdout and stderr (engine/engineutil/secret_scrub.go,
+        # set up in executor_spec.go, setupSecretScrubbing). A verification prints the payloads
+        # in base64, 70 KB for an SBOM, where a short key password occurs by chance (`pw`: 19
+        # times in one, on a real engine), and the payload no longer decodes. Verifying needs
+        # only the public key, which is public.
+        signs = args[0] in SIGNING_COMMANDS
+        secrets: dict[str, SecretRef] = dict(self.identity.oidc) if signs else {}
+        if self.identity.key is not None and signs:
             secrets[KEY_PATH] = self.identity.key
             if self.identity.password is not None:
                 secrets["COSIGN_PASSWORD"] = self.identity.password

@@ -567,9 +567,14 @@ def test_cosign_on_dagger_gets_key_password_and_login_by_reference_only(schema, 
     ]
     for chain in cosign_runs:
         mounted = {a["path"]: session.expand(a["source"]) for a in calls(chain, "withMountedSecret")}
-        assert mounted[KEY_PATH] == (("secret", {"uri": f"file://{key.resolve()}"}),)
-        assert mounted[f"{REGISTRY_CONFIG_DIR}/config.json"] == (("secret", {"uri": f"file://{login}"}),)
+        assert mounted.pop(f"{REGISTRY_CONFIG_DIR}/config.json") == (("secret", {"uri": f"file://{login}"}),)
         variables = {a["name"]: session.expand(a["secret"]) for a in calls(chain, "withSecretVariable")}
+        if calls(chain, "withExec")[-1]["args"][1] in ("verify", "verify-attestation"):
+            # The engine masks every value of an exec's secrets in its output as `***`
+            # (engine/engineutil/secret_scrub.go): a verification, whose output is parsed, gets none.
+            assert mounted == {} and variables == {}
+            continue
+        assert mounted == {KEY_PATH: (("secret", {"uri": f"file://{key.resolve()}"}),)}
         assert variables == {"COSIGN_PASSWORD": (("secret", {"uri": "env://DAR_BACKUP_COSIGN_PASSWORD"}),)}
     assert {"--tlog-upload=false", "--recursive"} <= set(calls(cosign_execs["sign"], "withExec")[-1]["args"])
     for marker in ("KEY-MARKER", PASSWORD_TEXT, "LOGIN-MARKER"):
