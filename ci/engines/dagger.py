@@ -9,6 +9,7 @@ proxy's CA bundle): the engine takes only named secrets for a Dockerfile's secre
 from __future__ import annotations
 
 import sys
+import urllib.parse
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from itertools import count
@@ -36,6 +37,40 @@ CONTEXT_EXCLUDE = [
     "bench/results",
 ]
 CACHE_BUSTER = "DAR_BACKUP_CI_EXEC"
+
+# A registry on the host's loopback, as cosign must see it. The engine pushes from the host, but
+# an exec runs in a network namespace of its own on the engine's bridge (network/consts.go,
+# 10.87.0.0/16), where 127.0.0.1 is the container. Host.service is a port the session's client
+# dials on the host (core/schema/host.go, `service`: a HostIP socket per port), and
+# withServiceBinding names it by an alias the engine writes into the exec's /etc/hosts
+# (core/container_exec.go: HostAliases; engine/engineutil/executor_spec.go). The alias alone
+# would change what is published: cosign writes the address it signs into the signature's
+# critical.identity.docker-reference and each attestation's subject name (cosign 2.5
+# cmd/cosign/cli/sign/sign.go signDigest; attest/attest.go, `Repo: digest.Repository`). Verify
+# compares digests only (pkg/cosign/verifiers.go), so both would pass, but the payload would
+# name a host only this engine resolves, and attest has no --sign-container-identity. So socat
+# listens on the loopback address itself inside the container and relays to the alias: cosign
+# runs the argv it runs on the local engine, and publishes the same names.
+LOOPBACK_ALIAS = "host-loopback"
+# $1 host, $2 port, then the command; exits 125 (as a runtime does) when the relay never listens.
+RELAY = (
+    'socat "TCP-LISTEN:$2,bind=$1,fork,reuseaddr" "TCP:{alias}:$2" & tries=0; '
+    'until socat -u /dev/null "TCP:$1:$2" 2>/dev/null; do '
+    'tries=$((tries + 1)); [ "$tries" -lt 100 ] || exit 125; sleep 0.05; done; shift 2; exec "$@"'
+)
+
+
+def loopback_address(address: str) -> tuple[str, int]:
+    """host and port of a loopback registry address; plain HTTP (port 80) when it names none."""
+    parts = urllib.parse.urlsplit(f"//{address}")
+    if parts.hostname is None or ":" in parts.hostname:
+        raise EngineError(f"{address} cannot be relayed on Dagger: give the registry as 127.0.0.1:PORT")
+    return parts.hostname, parts.port or 80
+
+
+def relayed(argv: Sequence[str], host: str, port: int) -> list[str]:
+    """argv run behind a relay from host:port in the container to the host's, under the same address."""
+    return ["sh", "-c", RELAY.format(alias=LOOPBACK_ALIAS), "sh", host, str(port), *argv]
 
 
 class DaggerEngine:
@@ -107,10 +142,18 @@ class DaggerEngine:
         files: Mapping[str, str] | None = None,
         secrets: Mapping[str, SecretRef] | None = None,
         network: bool = False,
+        loopback: str | None = None,
     ) -> RunResult:
-        # Dagger containers always have the engine's network (not the host's: no loopback registry);
-        # `network` only matters to Docker.
+        # Dagger containers always have the engine's network (not the host's); `network` only
+        # matters to Docker, and the host's loopback is reached through a relay (LOOPBACK_ALIAS).
         container = self._containers[image.ref]
+        if loopback is not None:
+            if use_entrypoint:
+                raise EngineError("a relayed run starts the relay, not the image's entrypoint")
+            host, port = loopback_address(loopback)
+            tunnel = self.client.host().service([dagger.PortForward(backend=port, frontend=port)], host=host)
+            container = container.with_service_binding(LOOPBACK_ALIAS, tunnel)
+            argv = relayed(argv, host, port)
         for mount in mounts:
             container = container.with_mounted_cache(mount.path, self.client.cache_volume(mount.volume.name))
         for key, value in (env or {}).items():

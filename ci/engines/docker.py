@@ -186,7 +186,9 @@ class DockerEngine:
         files: Mapping[str, str] | None = None,
         secrets: Mapping[str, SecretRef] | None = None,
         network: bool = False,
+        loopback: str | None = None,
     ) -> RunResult:
+        # `--network host` (network=True) already reaches the host's loopback as it is.
         name = f"dbci-{self.run_id}-{next(self._names)}"
         with tempfile.TemporaryDirectory(prefix="dar-backup-ci-run-") as tmp:
             binds: list[tuple[str, str]] = []

@@ -113,12 +113,17 @@ class Engine(Protocol):
         files: Mapping[str, str] | None = None,
         secrets: Mapping[str, SecretRef] | None = None,
         network: bool = False,
+        loopback: str | None = None,
     ) -> RunResult:
         """Run argv in a fresh container; a non-zero exit is a result, not an error.
 
         `files` are placed read-only at their paths; each secret becomes the file at its key
         when the key is an absolute path, else the environment variable it names — never a
         command-line argument. Only `network=True` containers reach the network (a registry).
+        `loopback` (`127.0.0.1:5000`, with `network=True`) is an address on the host's loopback
+        the container reaches under that same address: a local registry. The image then
+        needs `sh` and `socat` (the tools image has them) wherever the engine cannot share the
+        host's network.
         """
         ...
 

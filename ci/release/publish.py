@@ -237,7 +237,8 @@ async def release(
     ]
     with tempfile.TemporaryDirectory(prefix="dar-backup-ci-cosign-") as private_dir:
         login = registry_config(plan, Path(private_dir))
-        cosign = signing.Cosign(engine, tools, identity, is_loopback(plan.registry.host), login)
+        loopback = plan.registry.host if is_loopback(plan.registry.host) else None
+        cosign = signing.Cosign(engine, tools, identity, loopback, login)
         signed, platforms = await sign_and_verify(cosign, candidate, published, report)
     with report.step(STAGE, f"write {plan.ref}: signed, attested and verified, and still absent"):
         if await candidate.guard("tagging", candidate.land()) == "not allowed":

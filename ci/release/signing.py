@@ -64,6 +64,8 @@ PROVENANCE = Attestation("slsaprovenance1", PROVENANCE_PATH, provenance.PREDICAT
 # verify_attestation checks.
 VULN = Attestation("vuln", VULN_PATH, "https://cosign.sigstore.dev/attestation/vuln/v1", "vuln")
 OIDC_VARIABLES = ("ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+# The cosign commands that use the private key or the OIDC token; the others only verify.
+SIGNING_COMMANDS = frozenset({"sign", "attest", "public-key"})
 
 
 @dataclass(frozen=True)
@@ -218,15 +220,23 @@ class Cosign:
     engine: Engine
     tools: Image
     identity: Identity
-    # A plain-HTTP registry on the loopback, as the local release tests use.
-    insecure: bool = False
+    # The registry's address when it is on the host's loopback (plain HTTP), as the local
+    # release tests use; on Dagger it is relayed into cosign's container under that address.
+    loopback: str | None = None
     # A docker config.json holding the registry credentials, for pushing signatures.
     registry_config: SecretRef | None = None
 
     async def run(self, args: Sequence[str], files: Mapping[str, str] | None = None) -> str:
         env: dict[str, str] = {}
-        secrets: dict[str, SecretRef] = dict(self.identity.oidc)
-        if self.identity.key is not None:
+        # Only what signs gets the signing secrets. Dagger replaces every occurrence of a secret
+        # the exec was given with `***` in its stdout and stderr (engine/engineutil/secret_scrub.go,
+        # set up in executor_spec.go, setupSecretScrubbing). A verification prints the payloads
+        # in base64, 70 KB for an SBOM, where a short key password occurs by chance (`pw`: 19
+        # times in one, on a real engine), and the payload no longer decodes. Verifying needs
+        # only the public key, which is public.
+        signs = args[0] in SIGNING_COMMANDS
+        secrets: dict[str, SecretRef] = dict(self.identity.oidc) if signs else {}
+        if self.identity.key is not None and signs:
             secrets[KEY_PATH] = self.identity.key
             if self.identity.password is not None:
                 secrets["COSIGN_PASSWORD"] = self.identity.password
@@ -236,11 +246,15 @@ class Cosign:
             secrets[f"{REGISTRY_CONFIG_DIR}/config.json"] = self.registry_config
             env["DOCKER_CONFIG"] = REGISTRY_CONFIG_DIR
         result = await self.engine.run(
-            self.tools, ["cosign", *args], env=env, secrets=secrets, files=files, network=True
+            self.tools, ["cosign", *args], env=env, secrets=secrets, files=files, network=True, loopback=self.loopback
         )
         if not result.ok:
             raise SigningError(f"cosign {args[0]} exited {result.exit_code}: {result.tail(3)}")
         return result.stdout
+
+    @property
+    def insecure(self) -> bool:
+        return self.loopback is not None
 
     async def public_key(self) -> str | None:
         if self.identity.key is None:

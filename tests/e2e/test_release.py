@@ -579,7 +579,7 @@ def test_verify_refuses_a_tag_pointed_at_other_content(
     async def verify(ref: str) -> None:
         engine = DockerEngine("verify-test", REPO_ROOT, docker.client)
         try:
-            cosign = Cosign(engine, tools, identity, insecure=True)
+            cosign = Cosign(engine, tools, identity, loopback=registry.address)
             await cosign.verify(ref, digest, public)
             await cosign.verify_attestation(ref, digest, public, [sbom])
         finally:

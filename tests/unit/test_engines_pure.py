@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ci.core.errors import EngineError, UsageError
+from ci.engines.dagger import loopback_address
 from ci.engines.docker import RunOptions, build_argv, run_argv
 from ci.engines.provision import AptSource, debian_suite, parse_apt_sources, pick_bootstrap_source, write_image_archive
 from ci.engines.seam import BuildSpec, Image, Mount, Volume
@@ -181,3 +182,21 @@ def test_run_argv_passes_secrets_by_name_and_files_read_only():
 )
 def test_a_debian_base_is_bootstrapped_as_its_own_suite(requested, suite):
     assert debian_suite(requested, {"bookworm", "trixie", "noble"}) == suite
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("127.0.0.1:5000", ("127.0.0.1", 5000)),
+        ("localhost:5001", ("localhost", 5001)),
+        ("127.0.0.1", ("127.0.0.1", 80)),
+    ],
+)
+def test_a_loopback_registry_is_relayed_at_its_host_and_port_plain_http_by_default(address, expected):
+    assert loopback_address(address) == expected
+
+
+def test_an_ipv6_loopback_registry_is_refused_on_dagger_in_one_line():
+    # The relay listens with socat's TCP (IPv4) and Host.service dials `host:port` unbracketed.
+    with pytest.raises(EngineError, match=r"^\[::1\]:5000 cannot be relayed on Dagger"):
+        loopback_address("[::1]:5000")
