@@ -283,7 +283,10 @@ def test_a_restore_that_loses_xattrs_acls_or_holes_fails_the_stage(docker: Docke
         "'meta/acl.txt': acl expected 'user::rw-,user:1001:r--,group::r--,group:1002:rw-,mask::rw-,other::r--', got ''"
         in message
     )
-    assert "'sparse.img': blocks expected '6144' (sparse, at most 6886), got '131072'" in message
+    # Written out, the file holds all its 131072 blocks, and a few more for its extents on a
+    # fragmented file system (as when the tests run side by side).
+    written = re.search(r"'sparse\.img': blocks expected '6144' \(sparse, at most 6886\), got '(\d+)'", message)
+    assert written and 131072 <= int(written.group(1)) < 131072 + 6144, message
 
 
 def test_ctrl_c_removes_everything_and_exits_130(docker: Docker, image: str, tmp_path: Path):
