@@ -664,6 +664,8 @@ def test_refresh_releases_the_next_patch_only_when_packages_changed_or_the_last_
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert f"[refresh] nothing changed since {last} and nothing to fix: nothing to release" in done.stdout
     assert registry.tags(NAME) == tags and len(history.read(checkout / "doc/build-history.json")) == 1
+    # Decided on the built image alone: nothing to release runs no test stage and no upgrade check.
+    assert "[final " in done.stdout and "[test " not in done.stdout and "[upgrade " not in done.stdout
     # The day's database has a fix for a package of the last release: a reason to release, but a
     # candidate on the same base has the same package, so the gate refuses it, naming the finding.
     fix = record("TEST-E2FS-1", "Debian", "e2fsprogs", "1.47.0-3", severity="HIGH")
@@ -674,6 +676,7 @@ def test_refresh_releases_the_next_patch_only_when_packages_changed_or_the_last_
         f"{HOST}: TEST-E2FS-1 e2fsprogs 1.47.0-2+b2 fixed in 1.47.0-3 (high)",
         "error: vulnerability gate: 1 fixable at or above high",
     ]
+    assert "[test " not in done.stdout  # refused before the test stage
     assert registry.tags(NAME) == tags and len(history.read(checkout / "doc/build-history.json")) == 1
     # The same base with one package more and without the vulnerable one, as after a base image update.
     labels = json.loads(docker.ok("image", "inspect", "-f", "{{json .Config.Labels}}", image))
