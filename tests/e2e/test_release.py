@@ -39,6 +39,7 @@ from tests.support.docker import Docker, KeyPair
 from tests.support.registry import LocalRegistry, PagingProxy, RelayProxy
 from tests.support.releasing import HOST, NAME, clean_db, cosign, maintainer_env, release
 from tests.support.samples import HISTORY_ENTRY, release_config
+from tests.support.shared import SharedRegistry, exclusive
 from tests.support.vulndb import record, write_db
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry]
@@ -70,6 +71,7 @@ class Released:
         return f"{self.registry.address}/{NAME}:{self.version}"
 
 
+SHARED_VERSION = "1.2.0"
 SHARED_RECORDS = [
     record("TEST-RICH-MEDIUM", "PyPI", "rich", "99.0", severity="MODERATE"),
     record("TEST-PAR2-NOFIX", "Debian", "par2", None, severity="CRITICAL"),
@@ -88,37 +90,56 @@ reason = "fixed long ago"
 """
 
 
+def make_shared_release(where: Path, key: KeyPair) -> None:
+    """The shared release, into where: its registry's storage, its clone; released.json once it landed."""
+    registry = LocalRegistry(where / "registry")
+    registry.root.mkdir(parents=True)
+    registry.start()
+    checkout = where / "checkout"
+    try:
+        subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(checkout)], check=True)
+        # The scan lists what does not refuse, and an exception lets a fixable high finding pass.
+        (checkout / "osv-scanner.toml").write_text(SHARED_EXCEPTIONS)
+        subprocess.run(["git", "-C", str(checkout), "commit", "-qam", "An exception"], check=True)
+        db = write_db(where / "vuln-db", SHARED_RECORDS)
+        env = {**key.env(), "DAR_BACKUP_VULN_DB": str(db)}
+        repo = f"{registry.address}/{NAME}"
+        done = release(checkout, "--image-version", SHARED_VERSION, "--repo", repo, env=env)
+        if done.returncode != 0:
+            (where / "failed.txt").write_text(done.stdout[-4000:] + done.stderr[-2000:])
+            return
+        (where / "released.json").write_text(json.dumps({"port": registry.port}))
+    finally:
+        registry.stop()
+
+
 @pytest.fixture(scope="session")
-def released(image, cosign_key: KeyPair, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Released]:
+def released(image, cosign_key: KeyPair, shared: Path) -> Iterator[Released]:
     """One release shared by the tests that only read what a release produced.
 
     A release costs a build from cache, the whole test story, a push and cosign: most of a
     minute. The tests that take this fixture read the registry, the clone's history and its
-    reports and never change them. A test that releases after it does so from its own clone to
-    `registry_copy`; one that must change the shared registry puts back what it changed (see
-    test_verify_refuses_a_tag_pointed_at_other_content). Each worker of a side-by-side run makes
-    its own, once (tests/e2e/conftest.py).
+    reports and never change them; a test that releases after it does so from its own clone to
+    `registry_copy`, and one that changes what was released changes a copy. Made once per run,
+    by the first worker that asks; the others wait for it, and the registry serves while any
+    worker uses it (tests/support/shared.py).
     """
-    where = tmp_path_factory.mktemp("released")
-    registry = LocalRegistry(where / "registry")
-    registry.root.mkdir()
-    registry.start()
-    checkout = where / "checkout"
-    subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(checkout)], check=True)
-    # The scan lists what does not refuse, and an exception lets a fixable high finding pass.
-    (checkout / "osv-scanner.toml").write_text(SHARED_EXCEPTIONS)
-    subprocess.run(["git", "-C", str(checkout), "commit", "-qam", "An exception"], check=True)
-    db = write_db(where / "vuln-db", SHARED_RECORDS)
-    try:
-        shared = Released(registry, checkout, "1.2.0")
-        repo = f"{registry.address}/{NAME}"
-        env = {**cosign_key.env(), "DAR_BACKUP_VULN_DB": str(db)}
-        done = release(checkout, "--image-version", shared.version, "--repo", repo, env=env)
+    where, lock = shared / "released", shared / "released.lock"
+    with exclusive(lock):
+        if not where.exists():
+            make_shared_release(where, cosign_key)
         # Every test that reads it errors here, each with the release's own output.
-        assert done.returncode == 0, "the shared release failed:\n" + done.stdout[-4000:] + done.stderr[-2000:]
-        yield shared
+        landed, failed = where / "released.json", where / "failed.txt"
+        why = failed.read_text() if failed.exists() else "see the error of the worker that made it"
+        assert landed.exists(), "the shared release failed:\n" + why
+        port = json.loads(landed.read_text())["port"]
+        serving = SharedRegistry(LocalRegistry(where / "registry", port=port, started=True), where)
+        serving.join()
+    try:
+        yield Released(serving.registry, where / "checkout", SHARED_VERSION)
     finally:
-        registry.stop()
+        with exclusive(lock):
+            serving.leave()
 
 
 def test_release_lands_version_minor_and_latest_with_one_digest(docker: Docker, released: Released):
@@ -568,9 +589,11 @@ def test_a_predicate_attested_otherwise_than_written_withdraws_the_candidate(
 
 
 def test_verify_refuses_a_tag_pointed_at_other_content(
-    docker: Docker, tools: Image, released: Released, signing_key: KeyPair
+    docker: Docker, tools: Image, released: Released, registry_copy: LocalRegistry, signing_key: KeyPair
 ):
-    registry, checkout, ref = released.registry, released.checkout, released.ref
+    # The tag is moved on a copy: other workers read the shared release meanwhile.
+    registry, checkout = registry_copy, released.checkout
+    ref = f"{registry.address}/{NAME}:{released.version}"
     digest = history.read(checkout / "doc/build-history.json")[0]["digest"]
     sbom = (checkout / HOST_SBOM).read_text()
     identity = signing_identity(signing_key.env())
@@ -587,15 +610,12 @@ def test_verify_refuses_a_tag_pointed_at_other_content(
 
     anyio.run(verify, ref)  # the untouched release verifies
     other = registry.push_tiny_image(NAME, [released.version])  # someone points the tag at other content
-    try:
-        with pytest.raises(SigningError, match="cosign verify exited"):
-            anyio.run(verify, ref)
-    finally:
-        # The release is shared: the tag goes back to what the release pushed, the other content goes,
-        # so the tests reading it see the release whatever order they run in.
-        served = Registry(f"{registry.address}/{NAME}")
-        assert served.tag(digest, released.version) == digest
-        assert served.delete(other) == "removed"
+    with pytest.raises(SigningError, match="cosign verify exited"):
+        anyio.run(verify, ref)
+    # Pointed back at what the release pushed, it verifies again.
+    served = Registry(f"{registry.address}/{NAME}")
+    assert served.tag(digest, released.version) == digest
+    assert served.delete(other) == "removed"
     anyio.run(verify, ref)
 
 
