@@ -27,6 +27,8 @@ from tests.support.shared import exclusive, shared_dir
 GROUPED_FIXTURES = ("foreign_final", "two_runs")
 
 
+# First: xdist's own hook reads the xdist_group marks into the node ids it schedules by.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         names = getattr(item, "fixturenames", ())
