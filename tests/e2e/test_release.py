@@ -634,32 +634,31 @@ def test_verify_refuses_a_tag_pointed_at_other_content(
 
 
 def test_a_failed_signing_on_a_registry_refusing_deletes_leaves_no_tag_and_records_nothing(
-    image, checkout: Path, signing_key: KeyPair, tmp_path: Path
+    image, checkout: Path, signing_key: KeyPair, tmp_path: Path, monkeypatch, capfd
 ):
     """The candidate cannot be withdrawn there, and still no version tag names it: none was ever written."""
     registry = LocalRegistry(tmp_path / "keeps", deletes=False)
     registry.root.mkdir()
     registry.start()
+    monkeypatch.setenv("DAR_BACKUP_COSIGN_PASSWORD", "not-the-key-password")
     try:
         before = history_bytes(checkout)
-        env = {"DAR_BACKUP_COSIGN_PASSWORD": "not-the-key-password"}
-        done = release(checkout, "--image-version", "1.6.0", "--repo", f"{registry.address}/{NAME}", env=env)
-        assert done.returncode == 1
-        last = done.stderr.strip().splitlines()[-1]
+        message = release_in_process(DockerEngine, registry, checkout, "1.6.0", stages=publish_untested)
         ref, repo = f"{registry.address}/{NAME}:1.6.0", f"{registry.address}/{NAME}"
         assert re.match(
-            rf"error: signing of {ref} failed \(the registry does not allow deletes: the candidate {repo}@sha256:\w+ "
+            rf"signing of {ref} failed \(the registry does not allow deletes: the candidate {repo}@sha256:\w+ "
             r"stays, under no tag\): cosign public-key exited 1",
-            last,
-        ), last
+            message,
+        ), message
         assert ("DELETE", f"/v2/{NAME}/manifests/", 405) in [
             (m, p[: p.rfind("/") + 1], c) for m, p, c in registry.requests()
         ]
         assert registry.tags(NAME) == [] and history_bytes(checkout) == before
-        assert "not-the-key-password" not in done.stdout + done.stderr
     finally:
         registry.stop()
-    assert "not-the-key-password" not in done.stdout + done.stderr
+    printed = capfd.readouterr()
+    assert f"[release] sign {repo}@sha256:" in printed.out  # what the run printed, read here
+    assert "not-the-key-password" not in message + printed.out + printed.err
 
 
 def commit_history(checkout: Path, version: str) -> None:
