@@ -1,4 +1,4 @@
-"""The pipeline as its stages: base → final → test for each platform, then upgrade check and release."""
+"""The pipeline as its stages: base → final for each platform, the scan, the test stage, upgrade check, release."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ PUBLISHING = ("release", "refresh")
 async def build_platform(
     engine: Engine, command: str, config: RunConfig, platform: str, report: Report, auth: RegistryAuth | None
 ) -> Built | None:
-    """base → final → test for one platform, as far as the command goes; its steps name the platform."""
+    """base → final for one platform, as far as the command goes; its steps name the platform."""
     with report.on_platform(platform) as facts:
         base = await engine.resolve_base(config.base_image, platform, auth)
         if base.name != config.base_image:
@@ -36,8 +36,6 @@ async def build_platform(
         built = await build.final(engine, config, base, platform, base_image, report)
         facts.update(image=built.image.description, **{f"{k}_version": v for k, v in built.versions.items()})
         facts.update(dar_features=built.labels[DAR_FEATURES_LABEL])
-        if command != "final":
-            await scenario.test_image(engine, built.image, report)
         return built
 
 
@@ -52,22 +50,26 @@ async def pipeline(command: str, engine: Engine, config: RunConfig, report: Repo
     )
     # A base on the release's own registry is read with the release's credentials.
     auth = plan.auth if plan is not None else None
-    tested = [
-        built for p in config.platforms if (built := await build_platform(engine, command, config, p, report, auth))
-    ]
+    built = [b for p in config.platforms if (b := await build_platform(engine, command, config, p, report, auth))]
     if command in ("base", "final"):
         return
+    # What needs only the built images comes before the test stage's minutes: a refresh with
+    # nothing to release ends here, and a release the scan refuses stops before testing.
+    if plan is not None and command == "refresh":
+        plan = await refresh.worth_releasing(engine, config, plan, built, report)
+        if plan is None:
+            return
+    # A release gates on the scan, test only reports it.
+    scans = await vulnscan.gate(config, built, report, gating=plan is not None)
+    for candidate in built:
+        with report.on_platform(candidate.platform):
+            await scenario.test_image(engine, candidate.image, report)
     if plan is not None:
         previous = await upgrade.last_release(engine, plan.previous, plan.auth, first, report)
     if previous is not None:
-        await upgrade.check(engine, tested[0].image, tested[0].versions, previous, report)
-    if plan is not None and command == "refresh":
-        plan = await refresh.worth_releasing(engine, config, plan, tested, report)
-    # Before anything is pushed: a release gates on the scan, test only reports it.
-    if plan is not None or command == "test":
-        scans = await vulnscan.gate(config, tested, report, gating=plan is not None)
+        await upgrade.check(engine, built[0].image, built[0].versions, previous, report)
     if plan is not None:
-        await release(engine, config, plan, tested, report, scans)
+        await release(engine, config, plan, built, report, scans)
 
 
 async def execute(engine_name: str, config: RunConfig, report: Report, command: str, env: Mapping[str, str]) -> None:

@@ -16,16 +16,19 @@ from ci.engines.provision import ensure_client, ensure_daemon
 from ci.engines.seam import Image
 from ci.release.signing import build_tools
 from tests.support.docker import Docker, KeyPair, run_pipeline
+from tests.support.shared import exclusive, shared_dir
 
 # `scripts/dev test` runs the tests side by side (pytest-xdist, --dist loadgroup). The tests that
 # share a module's costly fixture (the foreign platform's build, two whole test runs) go to one
-# worker, which makes it once. The shared release is session-scoped instead: its readers are
-# quick, but refresh and the second release take minutes each after it, so they may run on any
-# worker, each worker making the shared release at most once. Those come first, so that the
-# longest chains are not the last to start (xdist hands out the larger groups before them).
+# worker, which makes it once. The shared release is made once for the whole run instead, by the
+# first worker that asks (tests/support/shared.py): its readers are quick, but refresh and the
+# second release take minutes each after it, so they may run on any worker. Those come first, so
+# that the longest chains are not the last to start (xdist hands out the larger groups before them).
 GROUPED_FIXTURES = ("foreign_final", "two_runs")
 
 
+# First: xdist's own hook reads the xdist_group marks into the node ids it schedules by.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         names = getattr(item, "fixturenames", ())
@@ -91,9 +94,23 @@ def generate_key_pair(docker: Docker, tools: Image, where: Path, password: str) 
 
 
 @pytest.fixture(scope="session")
-def cosign_key(docker: Docker, tools: Image, tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
-    """A cosign key pair for signing releases, made by the tools image's own cosign."""
-    return generate_key_pair(docker, tools, tmp_path_factory.mktemp("cosign") / "release", "key-Pass-3e1f")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The directory every worker of this run sees, for what one makes and the others read."""
+    return shared_dir(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def cosign_key(docker: Docker, tools: Image, shared: Path) -> KeyPair:
+    """A cosign key pair for signing releases, made by the tools image's own cosign.
+
+    One for the whole run: the shared release one worker makes is verified with it on every worker.
+    """
+    where, password = shared / "cosign-release", "key-Pass-3e1f"
+    with exclusive(shared / "cosign-release.lock"):
+        if not where.exists():
+            made = generate_key_pair(docker, tools, shared / "cosign-release.new", password)
+            made.private.parent.rename(where)
+    return KeyPair(where / "cosign.key", where / "cosign.pub", password)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +21,7 @@ import anyio
 import pytest
 import semver
 
-from ci.core.config import REPO_ROOT
+from ci.core.config import REPO_ROOT, RunConfig
 from ci.core.errors import SigningError, StageFailure
 from ci.core.labels import BASE_DIGEST, BASE_LOCAL_ID, REQUIRED_OCI_KEYS
 from ci.core.report import Report
@@ -30,15 +30,17 @@ from ci.engines.docker import DockerEngine
 from ci.engines.seam import BuildSpec, Image
 from ci.image.sbom import sbom_file
 from ci.oci.registry import Registry
-from ci.pipeline import pipeline
+from ci.pipeline import build_platform, pipeline
 from ci.release import history, provenance, signing
-from ci.release.plan import preflight
+from ci.release.plan import Plan, preflight
+from ci.release.publish import release as publish
 from ci.release.signing import Cosign, attested_predicates, signing_identity
 from ci.stages import vulnscan
 from tests.support.docker import Docker, KeyPair
 from tests.support.registry import LocalRegistry, PagingProxy, RelayProxy
 from tests.support.releasing import HOST, NAME, clean_db, cosign, maintainer_env, release
 from tests.support.samples import HISTORY_ENTRY, release_config
+from tests.support.shared import SharedRegistry, exclusive
 from tests.support.vulndb import record, write_db
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry]
@@ -70,6 +72,7 @@ class Released:
         return f"{self.registry.address}/{NAME}:{self.version}"
 
 
+SHARED_VERSION = "1.2.0"
 SHARED_RECORDS = [
     record("TEST-RICH-MEDIUM", "PyPI", "rich", "99.0", severity="MODERATE"),
     record("TEST-PAR2-NOFIX", "Debian", "par2", None, severity="CRITICAL"),
@@ -88,37 +91,56 @@ reason = "fixed long ago"
 """
 
 
+def make_shared_release(where: Path, key: KeyPair) -> None:
+    """The shared release, into where: its registry's storage, its clone; released.json once it landed."""
+    registry = LocalRegistry(where / "registry")
+    registry.root.mkdir(parents=True)
+    registry.start()
+    checkout = where / "checkout"
+    try:
+        subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(checkout)], check=True)
+        # The scan lists what does not refuse, and an exception lets a fixable high finding pass.
+        (checkout / "osv-scanner.toml").write_text(SHARED_EXCEPTIONS)
+        subprocess.run(["git", "-C", str(checkout), "commit", "-qam", "An exception"], check=True)
+        db = write_db(where / "vuln-db", SHARED_RECORDS)
+        env = {**key.env(), "DAR_BACKUP_VULN_DB": str(db)}
+        repo = f"{registry.address}/{NAME}"
+        done = release(checkout, "--image-version", SHARED_VERSION, "--repo", repo, env=env)
+        if done.returncode != 0:
+            (where / "failed.txt").write_text(done.stdout[-4000:] + done.stderr[-2000:])
+            return
+        (where / "released.json").write_text(json.dumps({"port": registry.port}))
+    finally:
+        registry.stop()
+
+
 @pytest.fixture(scope="session")
-def released(image, cosign_key: KeyPair, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Released]:
+def released(image, cosign_key: KeyPair, shared: Path) -> Iterator[Released]:
     """One release shared by the tests that only read what a release produced.
 
     A release costs a build from cache, the whole test story, a push and cosign: most of a
     minute. The tests that take this fixture read the registry, the clone's history and its
-    reports and never change them. A test that releases after it does so from its own clone to
-    `registry_copy`; one that must change the shared registry puts back what it changed (see
-    test_verify_refuses_a_tag_pointed_at_other_content). Each worker of a side-by-side run makes
-    its own, once (tests/e2e/conftest.py).
+    reports and never change them; a test that releases after it does so from its own clone to
+    `registry_copy`, and one that changes what was released changes a copy. Made once per run,
+    by the first worker that asks; the others wait for it, and the registry serves while any
+    worker uses it (tests/support/shared.py).
     """
-    where = tmp_path_factory.mktemp("released")
-    registry = LocalRegistry(where / "registry")
-    registry.root.mkdir()
-    registry.start()
-    checkout = where / "checkout"
-    subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(checkout)], check=True)
-    # The scan lists what does not refuse, and an exception lets a fixable high finding pass.
-    (checkout / "osv-scanner.toml").write_text(SHARED_EXCEPTIONS)
-    subprocess.run(["git", "-C", str(checkout), "commit", "-qam", "An exception"], check=True)
-    db = write_db(where / "vuln-db", SHARED_RECORDS)
-    try:
-        shared = Released(registry, checkout, "1.2.0")
-        repo = f"{registry.address}/{NAME}"
-        env = {**cosign_key.env(), "DAR_BACKUP_VULN_DB": str(db)}
-        done = release(checkout, "--image-version", shared.version, "--repo", repo, env=env)
+    where, lock = shared / "released", shared / "released.lock"
+    with exclusive(lock):
+        if not where.exists():
+            make_shared_release(where, cosign_key)
         # Every test that reads it errors here, each with the release's own output.
-        assert done.returncode == 0, "the shared release failed:\n" + done.stdout[-4000:] + done.stderr[-2000:]
-        yield shared
+        landed, failed = where / "released.json", where / "failed.txt"
+        why = failed.read_text() if failed.exists() else "see the error of the worker that made it"
+        assert landed.exists(), "the shared release failed:\n" + why
+        port = json.loads(landed.read_text())["port"]
+        serving = SharedRegistry(LocalRegistry(where / "registry", port=port, started=True), where)
+        serving.join()
+    try:
+        yield Released(serving.registry, where / "checkout", SHARED_VERSION)
     finally:
-        registry.stop()
+        with exclusive(lock):
+            serving.leave()
 
 
 def test_release_lands_version_minor_and_latest_with_one_digest(docker: Docker, released: Released):
@@ -327,12 +349,25 @@ class RegistryDiesBeforeAttest(DockerEngine):
         return await super().run(image, argv, **options)
 
 
+async def whole_release(engine: DockerEngine, config: RunConfig, report: Report, plan: Plan) -> None:
+    await pipeline("release", engine, config, report, plan)
+
+
+async def publish_untested(engine: DockerEngine, config: RunConfig, report: Report, plan: Plan) -> None:
+    """final, the scan and the publish stage, composed without the test stage: for the tests of
+    what a publish that fails leaves behind, which the test stage's minutes do not change."""
+    built = await build_platform(engine, "final", config, HOST, report, plan.auth)
+    assert built is not None
+    await publish(engine, config, plan, [built], report, await vulnscan.gate(config, [built], report))
+
+
 def release_in_process(
     engine_class: type[DockerEngine],
     registry: LocalRegistry | RelayProxy,
     checkout: Path,
     version: str,
     report: Report | None = None,
+    stages: Callable[[DockerEngine, RunConfig, Report, Plan], Awaitable[None]] = whole_release,
 ) -> str:
     """A release in this process, on engine_class, that must fail; its one-line error (its steps go to report)."""
     config = release_config(f"{registry.address}/{NAME}", checkout, version, vuln_db=clean_db())
@@ -343,7 +378,7 @@ def release_in_process(
         engine = engine_class.open(config.run_id, REPO_ROOT)
         engine.registry = registry  # type: ignore[attr-defined]
         try:
-            await pipeline("release", engine, config, report, plan)
+            await stages(engine, config, report, plan)
         finally:
             await engine.close()
 
@@ -367,7 +402,7 @@ def test_a_missing_label_stops_the_release_before_the_push(image, registry: Loca
 
 def test_registry_gone_after_push_moves_no_tag_and_writes_no_history(image, registry: LocalRegistry, checkout):
     before = history_bytes(checkout)
-    message = release_in_process(RegistryDiesAfterPush, registry, checkout, "1.1.0")
+    message = release_in_process(RegistryDiesAfterPush, registry, checkout, "1.1.0", stages=publish_untested)
     assert message.startswith(f"verification of {registry.address}/{NAME}:1.1.0 failed (could not remove")
     assert "by hand): registry" in message.splitlines()[0]
     registry.start()
@@ -558,7 +593,7 @@ def test_a_predicate_attested_otherwise_than_written_withdraws_the_candidate(
     image, registry: LocalRegistry, checkout: Path, engine_class, kind
 ):
     before = history_bytes(checkout)
-    message = release_in_process(engine_class, registry, checkout, "1.8.0")
+    message = release_in_process(engine_class, registry, checkout, "1.8.0", stages=publish_untested)
     ref, repo = f"{registry.address}/{NAME}:1.8.0", f"{registry.address}/{NAME}"
     assert re.match(
         rf"signature verification of {ref} failed \(removed the candidate {repo}@sha256:\w+\): the {kind} predicates ",
@@ -568,9 +603,11 @@ def test_a_predicate_attested_otherwise_than_written_withdraws_the_candidate(
 
 
 def test_verify_refuses_a_tag_pointed_at_other_content(
-    docker: Docker, tools: Image, released: Released, signing_key: KeyPair
+    docker: Docker, tools: Image, released: Released, registry_copy: LocalRegistry, signing_key: KeyPair
 ):
-    registry, checkout, ref = released.registry, released.checkout, released.ref
+    # The tag is moved on a copy: other workers read the shared release meanwhile.
+    registry, checkout = registry_copy, released.checkout
+    ref = f"{registry.address}/{NAME}:{released.version}"
     digest = history.read(checkout / "doc/build-history.json")[0]["digest"]
     sbom = (checkout / HOST_SBOM).read_text()
     identity = signing_identity(signing_key.env())
@@ -587,45 +624,41 @@ def test_verify_refuses_a_tag_pointed_at_other_content(
 
     anyio.run(verify, ref)  # the untouched release verifies
     other = registry.push_tiny_image(NAME, [released.version])  # someone points the tag at other content
-    try:
-        with pytest.raises(SigningError, match="cosign verify exited"):
-            anyio.run(verify, ref)
-    finally:
-        # The release is shared: the tag goes back to what the release pushed, the other content goes,
-        # so the tests reading it see the release whatever order they run in.
-        served = Registry(f"{registry.address}/{NAME}")
-        assert served.tag(digest, released.version) == digest
-        assert served.delete(other) == "removed"
+    with pytest.raises(SigningError, match="cosign verify exited"):
+        anyio.run(verify, ref)
+    # Pointed back at what the release pushed, it verifies again.
+    served = Registry(f"{registry.address}/{NAME}")
+    assert served.tag(digest, released.version) == digest
+    assert served.delete(other) == "removed"
     anyio.run(verify, ref)
 
 
 def test_a_failed_signing_on_a_registry_refusing_deletes_leaves_no_tag_and_records_nothing(
-    image, checkout: Path, signing_key: KeyPair, tmp_path: Path
+    image, checkout: Path, signing_key: KeyPair, tmp_path: Path, monkeypatch, capfd
 ):
     """The candidate cannot be withdrawn there, and still no version tag names it: none was ever written."""
     registry = LocalRegistry(tmp_path / "keeps", deletes=False)
     registry.root.mkdir()
     registry.start()
+    monkeypatch.setenv("DAR_BACKUP_COSIGN_PASSWORD", "not-the-key-password")
     try:
         before = history_bytes(checkout)
-        env = {"DAR_BACKUP_COSIGN_PASSWORD": "not-the-key-password"}
-        done = release(checkout, "--image-version", "1.6.0", "--repo", f"{registry.address}/{NAME}", env=env)
-        assert done.returncode == 1
-        last = done.stderr.strip().splitlines()[-1]
+        message = release_in_process(DockerEngine, registry, checkout, "1.6.0", stages=publish_untested)
         ref, repo = f"{registry.address}/{NAME}:1.6.0", f"{registry.address}/{NAME}"
         assert re.match(
-            rf"error: signing of {ref} failed \(the registry does not allow deletes: the candidate {repo}@sha256:\w+ "
+            rf"signing of {ref} failed \(the registry does not allow deletes: the candidate {repo}@sha256:\w+ "
             r"stays, under no tag\): cosign public-key exited 1",
-            last,
-        ), last
+            message,
+        ), message
         assert ("DELETE", f"/v2/{NAME}/manifests/", 405) in [
             (m, p[: p.rfind("/") + 1], c) for m, p, c in registry.requests()
         ]
         assert registry.tags(NAME) == [] and history_bytes(checkout) == before
-        assert "not-the-key-password" not in done.stdout + done.stderr
     finally:
         registry.stop()
-    assert "not-the-key-password" not in done.stdout + done.stderr
+    printed = capfd.readouterr()
+    assert f"[release] sign {repo}@sha256:" in printed.out  # what the run printed, read here
+    assert "not-the-key-password" not in message + printed.out + printed.err
 
 
 def commit_history(checkout: Path, version: str) -> None:
@@ -664,6 +697,8 @@ def test_refresh_releases_the_next_patch_only_when_packages_changed_or_the_last_
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert f"[refresh] nothing changed since {last} and nothing to fix: nothing to release" in done.stdout
     assert registry.tags(NAME) == tags and len(history.read(checkout / "doc/build-history.json")) == 1
+    # Decided on the built image alone: nothing to release runs no test stage and no upgrade check.
+    assert "[final " in done.stdout and "[test " not in done.stdout and "[upgrade " not in done.stdout
     # The day's database has a fix for a package of the last release: a reason to release, but a
     # candidate on the same base has the same package, so the gate refuses it, naming the finding.
     fix = record("TEST-E2FS-1", "Debian", "e2fsprogs", "1.47.0-3", severity="HIGH")
@@ -674,6 +709,7 @@ def test_refresh_releases_the_next_patch_only_when_packages_changed_or_the_last_
         f"{HOST}: TEST-E2FS-1 e2fsprogs 1.47.0-2+b2 fixed in 1.47.0-3 (high)",
         "error: vulnerability gate: 1 fixable at or above high",
     ]
+    assert "[test " not in done.stdout  # refused before the test stage
     assert registry.tags(NAME) == tags and len(history.read(checkout / "doc/build-history.json")) == 1
     # The same base with one package more and without the vulnerable one, as after a base image update.
     labels = json.loads(docker.ok("image", "inspect", "-f", "{{json .Config.Labels}}", image))
@@ -840,7 +876,7 @@ def test_test_with_a_previous_image_that_does_not_exist_stops_before_any_backup(
 
 def test_registry_gone_mid_attest_moves_no_tag_and_writes_no_history(image, registry: LocalRegistry, checkout):
     before = history_bytes(checkout)
-    message = release_in_process(RegistryDiesBeforeAttest, registry, checkout, "1.7.0")
+    message = release_in_process(RegistryDiesBeforeAttest, registry, checkout, "1.7.0", stages=publish_untested)
     first = message.splitlines()[0]
     assert first.startswith(f"signing of {registry.address}/{NAME}:1.7.0 failed (could not remove")
     assert "by hand): cosign attest exited" in first

@@ -46,7 +46,8 @@ def test_a_fixable_finding_in_the_image_refuses_the_release_names_it_and_pushes_
     lines = done.stderr.strip().splitlines()
     assert lines[-1] == "error: vulnerability gate: 1 fixable at or above high"
     assert lines[-2] == f"{HOST}: TEST-DAR-1 dar 2.7.8-2+b9 fixed in 2.7.9-1 (high)"
-    assert "[test " in done.stdout and "[release] push " not in done.stdout  # tested, then refused before the push
+    # Refused right after the build: neither the test stage's minutes nor a push were spent on it.
+    assert "[final " in done.stdout and "[test " not in done.stdout and "[release] push " not in done.stdout
     assert registry.tags(NAME) == [] and (checkout / "doc/build-history.json").read_bytes() == before
     scanned = json.loads((checkout / "reports" / vulnscan.scan_file(HOST)).read_text())
     assert scanned["scanner"]["result"]["refused"] == ["TEST-DAR-1"]
