@@ -92,12 +92,14 @@ def test_scripts_dev_refuses_a_package_whose_hash_the_lock_does_not_list(tmp_pat
     tampered = re.sub(r"sha256:[0-9a-f]{64}", "sha256:" + "0" * 64, hashes)
     (tmp_path / "ci" / lock.name).write_text(f"{first}\n{tampered}{rest}")
     venv = tmp_path / "venv"
-    env = {**os.environ, "DAR_BACKUP_VENV": str(venv)}
+    env = {**os.environ, "DAR_BACKUP_VENV": str(venv), "DAR_BACKUP_PROGRESS_SECONDS": "0.5"}
     done = subprocess.run(
         [str(tmp_path / "scripts/dev"), command], capture_output=True, text=True, check=False, env=env, timeout=600
     )
     assert done.returncode == 2, done.stdout + done.stderr
     assert "DO NOT MATCH THE HASHES" in done.stderr
+    # The quiet install says it is still running, as the pipeline's long steps do.
+    assert re.search(rf"^\[dev\] installing ci/{lock.name}: still running \(\d+s\)$", done.stdout, re.M), done.stdout
     assert done.stderr.strip().splitlines()[-1] == (
         f"dev: installing ci/{lock.name} failed: see pip above (a file whose sha256 the lock does not list is refused)"
     )
