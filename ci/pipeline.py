@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ci.core.concurrency import at_once
 from ci.core.config import REPO_ROOT, RunConfig
 from ci.core.labels import DAR_FEATURES_LABEL
 from ci.core.log import say
@@ -61,9 +62,14 @@ async def pipeline(command: str, engine: Engine, config: RunConfig, report: Repo
             return
     # A release gates on the scan, test only reports it.
     scans = await vulnscan.gate(config, built, report, gating=plan is not None)
-    for candidate in built:
+
+    async def test_on_its_platform(candidate: Built) -> None:
         with report.on_platform(candidate.platform):
             await scenario.test_image(engine, candidate.image, report)
+
+    # Every platform's story at once, each on volumes of its own: the host's need not wait behind
+    # an emulated one's minutes. The first to fail stops the others.
+    await at_once(*(test_on_its_platform(candidate) for candidate in built))
     if plan is not None:
         previous = await upgrade.last_release(engine, plan.previous, plan.auth, first, report)
     if previous is not None:

@@ -7,6 +7,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,17 +43,22 @@ class Report:
     notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        # Not a field: which platform the steps now being recorded are for.
-        self.platform = ""
+        # Not a field: which platform the steps now being recorded are for. A context variable,
+        # so that the test stages of several platforms, each in a task of its own, record theirs.
+        self._platform: ContextVar[str] = ContextVar(f"report-platform-{id(self)}", default="")
+
+    @property
+    def platform(self) -> str:
+        return self._platform.get()
 
     @contextmanager
     def on_platform(self, platform: str) -> Iterator[dict[str, str]]:
         """Record steps as the platform's; yields the platform's facts in `run["platforms"]`."""
-        self.platform = platform
+        token = self._platform.set(platform)
         try:
             yield self.run.setdefault("platforms", {}).setdefault(platform, {})
         finally:
-            self.platform = ""
+            self._platform.reset(token)
 
     @contextmanager
     def step(self, stage: str, name: str, *, gating: bool = True) -> Iterator[Step]:

@@ -6,14 +6,12 @@ Nothing is built twice in one run: the final image is what the test stage runs a
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
-
-import anyio
 
 from ci.core.baseimage import BaseImage
+from ci.core.concurrency import beside
 from ci.core.config import RunConfig
 from ci.core.labels import DAR_FEATURES_LABEL, oci_labels, tool_labels
 from ci.core.report import Report
@@ -23,8 +21,6 @@ from ci.image import dar_features
 from ci.image.gates import label_gate, refuse, version_gate
 from ci.image.probe import probe
 from ci.image.sbom import write_sbom
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -55,29 +51,6 @@ def build_args(config: RunConfig, base: BaseImage, env: Mapping[str, str]) -> di
     if env.get("SOURCE_DATE_EPOCH"):
         args["SOURCE_DATE_EPOCH"] = env["SOURCE_DATE_EPOCH"]
     return args
-
-
-async def beside(main: Awaitable[T], side: Awaitable[object]) -> T:
-    """main's result, side run at the same time; the first to fail cancels the other, its error raised as it is."""
-    results: list[T] = []
-    failures: list[Exception] = []
-
-    async def keep() -> None:
-        results.append(await main)
-
-    async def guarded(work: Awaitable[object]) -> None:
-        try:
-            await work
-        except Exception as err:
-            failures.append(err)
-            group.cancel_scope.cancel()
-
-    async with anyio.create_task_group() as group:
-        group.start_soon(guarded, keep())
-        group.start_soon(guarded, side)
-    if failures:
-        raise failures[0]
-    return results[0]
 
 
 async def base(

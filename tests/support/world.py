@@ -76,13 +76,26 @@ def batch_commands(argv: list[str]) -> list[list[str]] | None:
     return commands
 
 
+def platform_of(chain: Chain) -> str:
+    """The platform the exec's container was built (or pulled) for."""
+    built_for = [a.get("platform") for a in calls(chain, "dockerBuild") + calls(chain, "container")]
+    return next((p for p in built_for if p), "linux/amd64")
+
+
 @dataclass
-class World:
-    exit_codes: dict[str, int] = field(default_factory=dict)
+class Backups:
+    """What a platform's stories keep in /backups: the stories run at once are one per platform,
+    each on volumes of its own (one after the other, a story's -F starts from undamaged archives)."""
+
     done_levels: list[str] = field(default_factory=list)
     corrupted: bool = False
     # Damage past par2's redundancy: repair fails and a restore brings back different bytes.
     beyond_repair: bool = False
+
+
+@dataclass
+class World:
+    exit_codes: dict[str, int] = field(default_factory=dict)
     # A par2 that exits 0 without repairing: "always", or only "beyond" its redundancy.
     par2_lies: str = ""
     # A batch's container dies when it reaches this command (`dar -t`, `par2`): the rest never run.
@@ -96,6 +109,16 @@ class World:
     # (digest, predicateType) → the predicate files cosign attest read.
     attested: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     published: list[tuple[Chain, dict[str, Any]]] = field(default_factory=list)
+    # Each platform's /backups.
+    volumes: dict[str, Backups] = field(default_factory=dict)
+
+    @property
+    def done_levels(self) -> list[str]:
+        """The levels backed up, in order, on every platform."""
+        return [level for backups in self.volumes.values() for level in backups.done_levels]
+
+    def backups(self, chain: Chain) -> Backups:
+        return self.volumes.setdefault(platform_of(chain), Backups())
 
     def answer(self, chain: Chain, name: str, args: dict[str, Any]) -> Any:
         if name == "label":
@@ -167,6 +190,7 @@ class World:
     def execute(self, argv: list[str], chain: Chain) -> tuple[int, str]:
         if argv[0] == ENTRYPOINT:  # inside a batch, as the image's entrypoint runs it
             argv = argv[1:]
+        held = self.backups(chain)
         for key in (" ".join(argv[:2]), argv[0]):
             if key in self.exit_codes:
                 return self.exit_codes[key], ""
@@ -182,23 +206,23 @@ class World:
                 return 1, f"directory '/scratch/x/data/meta/acl-dir' {ACL_REFUSAL}.\n"
         if command in ("-F", "-D", "-I"):
             if command == "-F":  # a new story (the upgrade check's) starts from undamaged archives
-                self.corrupted = self.beyond_repair = False
-            self.done_levels.append(next(level.name for level in LEVELS if level.flag == command))
+                held.corrupted = held.beyond_repair = False
+            held.done_levels.append(next(level.name for level in LEVELS if level.flag == command))
             return 0, "backup done\n"
         if command == "sh" and "find" in argv[2]:
             if (
                 self.damaged_restore_differs
-                and self.beyond_repair
+                and held.beyond_repair
                 and argv[-1].startswith("/scratch/restore-unrecoverable")
             ):
                 return 0, self.manifest.replace("a" * 64, "f" * 64)
             return 0, self.manifest
         if command == "ls":
-            return 0, "".join(f"{self.archive(lv)}.1.dar\n{self.archive(lv)}.1.dar.par2\n" for lv in self.done_levels)
+            return 0, "".join(f"{self.archive(lv)}.1.dar\n{self.archive(lv)}.1.dar.par2\n" for lv in held.done_levels)
         if argv[:2] == ["manager", "--list-catalogs"]:
-            return 0, "".join(f"{self.archive(lv)}\n" for lv in self.done_levels)
+            return 0, "".join(f"{self.archive(lv)}\n" for lv in held.done_levels)
         if command == "--list":
-            return 0, "".join(f"{self.archive(lv)} : 1 MB\n" for lv in self.done_levels)
+            return 0, "".join(f"{self.archive(lv)} : 1 MB\n" for lv in held.done_levels)
         if command == "--list-contents":
             if argv[1].startswith(f"{DEFINITION}_FULL_"):
                 return 0, "".join(
@@ -209,24 +233,22 @@ class World:
             return 0, OS_RELEASE
         if command == "dpkg-query":
             # The packages of the platform the container was built (or pulled) for.
-            built_for = [a.get("platform") for a in calls(chain, "dockerBuild") + calls(chain, "container")]
-            arch = next((p for p in built_for if p), "linux/amd64").split("/")[1]
-            return 0, DPKG.replace("\tamd64\n", f"\t{arch}\n")
+            return 0, DPKG.replace("\tamd64\n", f"\t{platform_of(chain).split('/')[1]}\n")
         if command == VENV_PYTHON:
             return 0, self.distributions
         if command == "date":
             return 0, dt.datetime.now(ZoneInfo(TIME_ZONE)).strftime("%Y-%m-%d %H:%M:%S\n")
         if command == "sha256sum":
-            return 0, ("d" if self.corrupted else "e") * 64 + f"  {argv[1]}\n"
+            return 0, ("d" if held.corrupted else "e") * 64 + f"  {argv[1]}\n"
         if argv[:3] == ["python3", "-c", CORRUPT_SOURCE]:
-            self.corrupted = True
-            self.beyond_repair = tuple(argv[4:]) == BEYOND_REPAIR.spans
+            held.corrupted = True
+            held.beyond_repair = tuple(argv[4:]) == BEYOND_REPAIR.spans
         if command == "par2":
-            if self.par2_lies == "always" or (self.par2_lies == "beyond" and self.beyond_repair):
+            if self.par2_lies == "always" or (self.par2_lies == "beyond" and held.beyond_repair):
                 return 0, ""
-            if self.beyond_repair:
+            if held.beyond_repair:
                 return 2, ""
-            self.corrupted = False
+            held.corrupted = False
         if command == "dar" and argv[1] == "-t":
-            return (5 if self.corrupted else 0), ""
+            return (5 if held.corrupted else 0), ""
         return 0, ""
