@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import xml.etree.ElementTree as ET
@@ -82,6 +83,10 @@ class Report:
                 raise OutputError(step.message) from err
             if gating:
                 raise
+        except asyncio.CancelledError:  # how anyio cancels on asyncio, the backend anyio.run starts
+            # Stopped because work beside it failed (another platform's story): that one failed, not this.
+            step.status, step.message = "skipped", "stopped: a step running beside it failed"
+            raise
         except BaseException as err:
             step.status = "failed"
             step.message = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__

@@ -88,3 +88,19 @@ def test_steps_of_platforms_tested_at_once_each_name_their_own_platform():
     assert steps[0][0] != steps[1][0]  # each platform's FULL before either's DIFF: they ran at once
     assert sorted(steps[:4]) == [(p, n) for p in ("linux/amd64", "linux/arm64") for n in ("DIFF", "FULL")]
     assert steps[4] == ("", "the index")
+
+
+def test_a_step_stopped_because_another_platform_failed_is_not_a_failure_of_its_own():
+    report = Report("test", "docker")
+
+    async def story(platform: str, fails: bool) -> None:
+        with report.on_platform(platform), report.step("test", "FULL"):
+            await anyio.sleep(0.05 if fails else 5)
+            if fails:
+                raise EngineError("restore of FULL: 1 difference(s)")
+
+    with pytest.raises(EngineError):
+        anyio.run(lambda: at_once(story("linux/amd64", True), story("linux/arm64", False)))
+    assert [(s.platform, s.status) for s in report.failed] == [("linux/amd64", "failed")]
+    (stopped,) = [s for s in report.steps if s.platform == "linux/arm64"]
+    assert (stopped.status, stopped.message) == ("skipped", "stopped: a step running beside it failed")
