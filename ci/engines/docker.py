@@ -22,7 +22,7 @@ from ci.core.errors import EngineError, RegistryError, RegistryUnreachable
 from ci.core.log import say
 from ci.core.platforms import host_platform
 from ci.engines.docker_push import push_saved_image
-from ci.engines.provision import ensure_base_image, ensure_client, ensure_daemon, ensure_emulation
+from ci.engines.provision import ensure_base_image, ensure_emulation, started_engine
 from ci.engines.seam import BuildSpec, Image, Mount, Pushed, RunResult, Volume
 from ci.oci.auth import RegistryAuth, SecretRef, read_secret
 from ci.oci.base import resolve_digest
@@ -109,9 +109,7 @@ class DockerEngine:
 
     @classmethod
     def open(cls, run_id: str, context: Path) -> DockerEngine:
-        client = ensure_client()
-        ensure_daemon(client)
-        return cls(run_id, context, client)
+        return cls(run_id, context, started_engine())
 
     async def resolve_base(self, requested: str, platform: str, auth: RegistryAuth | None) -> BaseImage:
         if platform != self.host:

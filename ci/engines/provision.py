@@ -25,6 +25,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,28 +158,35 @@ def ensure_daemon(client: str, wait_seconds: float = 60.0) -> None:
 
 
 def bootstrap_base(client: str, tag: str, source: AptSource, platform: str) -> None:
-    if shutil.which("debootstrap") is None:
-        apt_install("debootstrap")
+    with tempfile.TemporaryDirectory(prefix="dar-backup-rootfs-", dir="/var/tmp") as tmp:
+        load_base(client, bootstrap_archive(Path(tmp), tag, source, platform), tag, platform)
+
+
+def bootstrap_archive(tmp: Path, tag: str, source: AptSource, platform: str) -> Path:
+    """An image archive of platform's base, bootstrapped, trimmed and written in tmp: no engine needed."""
     arch = architecture(platform)
     say(
         "engine",
         f"no registry reachable: bootstrapping {tag} with debootstrap {source.suite} ({arch}) from {source.uri}",
     )
-    with tempfile.TemporaryDirectory(prefix="dar-backup-rootfs-", dir="/var/tmp") as tmp:
-        rootfs = Path(tmp) / "rootfs"
-        argv = ["debootstrap", "--variant=minbase", f"--arch={arch}", source.suite, str(rootfs), source.uri]
-        with progress("engine", f"debootstrap {source.suite} ({arch})"):
-            done = _run(argv)
-        if done.returncode != 0:
-            raise EngineError(f"debootstrap failed: {done.stderr.strip().splitlines()[-1:]}")
-        trim_rootfs(rootfs)
-        archive = Path(tmp) / "image.tar"
-        write_image_archive(rootfs, archive, tag, arch)
-        # `docker load` keeps the architecture the config names; `docker import` would record the host's.
-        with progress("engine", f"docker load {tag}"):
-            loaded = _run([client, "load", "-q", "-i", str(archive)])
-        if loaded.returncode != 0:
-            raise EngineError(f"docker load of the bootstrapped base failed: {loaded.stderr.strip()}")
+    rootfs = tmp / "rootfs"
+    argv = ["debootstrap", "--variant=minbase", f"--arch={arch}", source.suite, str(rootfs), source.uri]
+    with progress("engine", f"debootstrap {source.suite} ({arch})"):
+        done = _run(argv)
+    if done.returncode != 0:
+        raise EngineError(f"debootstrap failed: {done.stderr.strip().splitlines()[-1:]}")
+    trim_rootfs(rootfs)
+    archive = tmp / "image.tar"
+    write_image_archive(rootfs, archive, tag, arch)
+    return archive
+
+
+def load_base(client: str, archive: Path, tag: str, platform: str) -> None:
+    # `docker load` keeps the architecture the config names; `docker import` would record the host's.
+    with progress("engine", f"docker load {tag}"):
+        loaded = _run([client, "load", "-q", "-i", str(archive)])
+    if loaded.returncode != 0:
+        raise EngineError(f"docker load of the bootstrapped base failed: {loaded.stderr.strip()}")
     say("engine", f"loaded {tag} ({platform})")
 
 
@@ -274,6 +282,16 @@ def ensure_base_image(client: str, requested: str, platform: str, host: str) -> 
         return requested
     if _run([client, "pull", "-q", "--platform", platform, requested]).returncode == 0:
         return requested
+    source, tag = bootstrap_plan(requested, platform, host)
+    if image_platform(client, tag) == platform:
+        say("engine", f"{requested} cannot be pulled; reusing the bootstrapped {tag}")
+    else:
+        bootstrap_base(client, tag, source, platform)
+    return tag
+
+
+def bootstrap_plan(requested: str, platform: str, host: str) -> tuple[AptSource, str]:
+    """What a local base of requested is bootstrapped from, and its tag (debootstrap installed if missing)."""
     known = {p.name for p in DEBOOTSTRAP_SCRIPTS.glob("*")} if DEBOOTSTRAP_SCRIPTS.is_dir() else set()
     if not known:
         apt_install("debootstrap")
@@ -282,30 +300,55 @@ def ensure_base_image(client: str, requested: str, platform: str, host: str) -> 
     suite = debian_suite(requested, known)
     if suite is not None:
         source = AptSource(source.uri, suite)
-    tag = f"{LOCAL_BASE_REPO}:{source.suite}{tag_suffix(platform, host)}"
-    if image_platform(client, tag) == platform:
-        say("engine", f"{requested} cannot be pulled; reusing the bootstrapped {tag}")
-    else:
-        bootstrap_base(client, tag, source, platform)
-    return tag
+    return source, f"{LOCAL_BASE_REPO}:{source.suite}{tag_suffix(platform, host)}"
 
 
-def prepare(requested: str) -> None:
-    """The engine, and the host's base where no registry serves it, as the run will want them.
-
-    A registry that answers is left to the run (BuildKit pulls the base itself, and a refusal is
-    the run's to report); only an unreachable one means a local base, bootstrapped here.
-    """
-    host = host_platform()
+def started_engine() -> str:
+    """The client of a running daemon, installing and starting what is missing."""
     client = ensure_client()
     ensure_daemon(client)
+    return client
+
+
+def engine_beside_base(requested: str, host: str) -> None:
+    """On a machine with no engine (so no base either): the engine installed and started while the
+    base is bootstrapped, which needs no engine; on a fresh machine these two are most of the wait."""
+    source, tag = bootstrap_plan(requested, host, host)
+    with (
+        tempfile.TemporaryDirectory(prefix="dar-backup-rootfs-", dir="/var/tmp") as tmp,
+        ThreadPoolExecutor(2, thread_name_prefix="provision") as pool,
+    ):
+        engine = pool.submit(started_engine)
+        archive = pool.submit(bootstrap_archive, Path(tmp), tag, source, host)
+        load_base(engine.result(), archive.result(), tag, host)
+
+
+def registry_unreachable(requested: str, host: str) -> bool:
+    """True when no registry answers for requested, so the run needs a local base of it.
+
+    A registry that answers is left to the run (BuildKit pulls the base itself, and a refusal is
+    the run's to report).
+    """
     try:
         resolve_digest(requested, host, None)
     except RegistryUnreachable as err:
         say("engine", f"{requested}: {err}; making a local image of it")
-        ensure_base_image(client, requested, host, host)
+        return True
     except RegistryError:
+        return False
+    return False
+
+
+def prepare(requested: str) -> None:
+    """The engine, and the host's base where no registry serves it, as the run will want them."""
+    host = host_platform()
+    local_base = registry_unreachable(requested, host)
+    if local_base and find_client() is None:
+        engine_beside_base(requested, host)
         return
+    client = started_engine()
+    if local_base:
+        ensure_base_image(client, requested, host, host)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+from pathlib import Path
 
 import pytest
 
 from ci.core.config import REPO_ROOT
+from ci.core.platforms import host_platform
 from ci.engines import provision
 
 
@@ -29,3 +32,28 @@ def test_a_bad_engine_is_left_for_the_run_to_refuse(capsys: pytest.CaptureFixtur
     assert capsys.readouterr().out == (
         "[engine] not ready ahead of the run: unknown engine 'podman'; choose one of auto, dagger, docker\n"
     )
+
+
+def test_on_a_machine_with_no_engine_the_base_is_bootstrapped_while_the_engine_is_installed(monkeypatch, tmp_path):
+    # Each side waits for the other to have started: run one after the other, the barrier breaks.
+    both_started = threading.Barrier(2, timeout=5)
+    loaded = []
+
+    def installed_and_started() -> str:
+        both_started.wait()
+        return "/usr/bin/docker"
+
+    def bootstrapped(tmp: Path, tag: str, source: provision.AptSource, platform: str) -> Path:
+        both_started.wait()
+        return tmp / "image.tar"
+
+    monkeypatch.setattr(provision, "registry_unreachable", lambda requested, host: True)
+    monkeypatch.setattr(provision, "find_client", lambda: None)
+    source = provision.AptSource("http://mirror.example/debian", "bookworm")
+    monkeypatch.setattr(provision, "bootstrap_plan", lambda requested, platform, host: (source, "base:bookworm"))
+    monkeypatch.setattr(provision, "started_engine", installed_and_started)
+    monkeypatch.setattr(provision, "bootstrap_archive", bootstrapped)
+    monkeypatch.setattr(provision, "load_base", lambda *args: loaded.append(args))
+    provision.prepare("ubuntu:24.04")
+    [(client, archive, tag, platform)] = loaded
+    assert (client, archive.name, tag, platform) == ("/usr/bin/docker", "image.tar", "base:bookworm", host_platform())
