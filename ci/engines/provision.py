@@ -24,13 +24,15 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from ci.core.baseimage import DEFAULT_BASE_IMAGE, LOCAL_BASE_REPO
 from ci.core.errors import EngineError, PipelineError, RegistryError, RegistryUnreachable
+from ci.core.files import exclusive
 from ci.core.log import progress, say
 from ci.core.platforms import architecture, host_platform, tag_suffix
 from ci.engines.select import choose_engine
@@ -49,6 +51,18 @@ TRIM_PATHS = (
     "usr/share/info",
     "var/log",
 )
+# Where the runs on this machine take turns: two at once (.ci/run's test workers, on a fresh
+# machine) would both run apt-get (one failing on dpkg's lock), start dockerd or bootstrap one base.
+# scripts/dev runs its apt-get under the same "apt" lock.
+LOCK_DIR = Path("/run/lock") if Path("/run/lock").is_dir() else Path(tempfile.gettempdir())
+
+
+@contextmanager
+def machine_lock(name: str) -> Iterator[None]:
+    """name's lock on this machine, saying so when another run holds it."""
+    lock = LOCK_DIR / f"dar-backup-ci-{re.sub(r'[^A-Za-z0-9.-]+', '-', name)}.lock"
+    with exclusive(lock, lambda: say("engine", f"waiting for another run's {name}")):
+        yield
 
 
 @dataclass(frozen=True)
@@ -102,15 +116,30 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def apt_install(*packages: str) -> None:
+    """packages installed, one apt-get at a time on this machine; what is installed (by another
+    run while this one waited, too) is not installed again."""
+    missing = [package for package in packages if not dpkg_installed(package)]
+    if not missing:
+        return
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise EngineError(f"{', '.join(packages)} missing and cannot be installed (needs root and apt-get)")
-    say("engine", f"installing {' '.join(packages)} with apt-get")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *packages]):
-        with progress("engine", " ".join(argv[:2])):
-            done = subprocess.run(argv, env=env, check=False, stdout=subprocess.DEVNULL)
-        if done.returncode != 0:
-            raise EngineError(f"{' '.join(argv)} failed with exit code {done.returncode}")
+        raise EngineError(f"{', '.join(missing)} missing and cannot be installed (needs root and apt-get)")
+    with machine_lock("apt"):
+        missing = [package for package in missing if not dpkg_installed(package)]
+        if not missing:
+            return
+        say("engine", f"installing {' '.join(missing)} with apt-get")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *missing]):
+            with progress("engine", " ".join(argv[:2])):
+                done = subprocess.run(argv, env=env, check=False, stdout=subprocess.DEVNULL)
+            if done.returncode != 0:
+                raise EngineError(f"{' '.join(argv)} failed with exit code {done.returncode}")
+
+
+def dpkg_installed(package: str) -> bool:
+    if shutil.which("dpkg-query") is None:
+        return False
+    return _run(["dpkg-query", "-W", "-f", "${Status}", package]).stdout == "install ok installed"
 
 
 def client_has_buildkit(client: str) -> bool:
@@ -232,6 +261,12 @@ def ensure_emulation(platform: str) -> None:
     arch = architecture(platform)
     if emulation_enabled(arch):
         return
+    with machine_lock("emulation"):
+        if not emulation_enabled(arch):
+            enable_emulation(platform, arch)
+
+
+def enable_emulation(platform: str, arch: str) -> None:
     say("engine", f"{platform} is foreign to this host: enabling emulation (qemu-user-static, binfmt-support)")
     if not Path("/usr/sbin/update-binfmts").exists() or not list(Path("/usr/bin").glob("qemu-*-static")):
         apt_install("qemu-user-static", "binfmt-support")
@@ -283,11 +318,17 @@ def ensure_base_image(client: str, requested: str, platform: str, host: str) -> 
     if _run([client, "pull", "-q", "--platform", platform, requested]).returncode == 0:
         return requested
     source, tag = bootstrap_plan(requested, platform, host)
+    with machine_lock(tag):
+        reused_or_bootstrapped(client, requested, tag, source, platform)
+    return tag
+
+
+def reused_or_bootstrapped(client: str, requested: str, tag: str, source: AptSource, platform: str) -> None:
+    """Under tag's lock: the base an earlier run bootstrapped, or one bootstrapped now."""
     if image_platform(client, tag) == platform:
         say("engine", f"{requested} cannot be pulled; reusing the bootstrapped {tag}")
     else:
         bootstrap_base(client, tag, source, platform)
-    return tag
 
 
 def bootstrap_plan(requested: str, platform: str, host: str) -> tuple[AptSource, str]:
@@ -304,9 +345,10 @@ def bootstrap_plan(requested: str, platform: str, host: str) -> tuple[AptSource,
 
 
 def started_engine() -> str:
-    """The client of a running daemon, installing and starting what is missing."""
-    client = ensure_client()
-    ensure_daemon(client)
+    """The client of a running daemon, installing and starting what is missing (one run at a time)."""
+    with machine_lock("engine"):
+        client = ensure_client()
+        ensure_daemon(client)
     return client
 
 
@@ -314,13 +356,18 @@ def engine_beside_base(requested: str, host: str) -> None:
     """On a machine with no engine (so no base either): the engine installed and started while the
     base is bootstrapped, which needs no engine; on a fresh machine these two are most of the wait."""
     source, tag = bootstrap_plan(requested, host, host)
-    with (
-        tempfile.TemporaryDirectory(prefix="dar-backup-rootfs-", dir="/var/tmp") as tmp,
-        ThreadPoolExecutor(2, thread_name_prefix="provision") as pool,
-    ):
-        engine = pool.submit(started_engine)
-        archive = pool.submit(bootstrap_archive, Path(tmp), tag, source, host)
-        load_base(engine.result(), archive.result(), tag, host)
+    with machine_lock(tag):
+        if find_client() is not None:
+            # Another run installed the engine while this one waited for the base, and may have made it.
+            reused_or_bootstrapped(started_engine(), requested, tag, source, host)
+            return
+        with (
+            tempfile.TemporaryDirectory(prefix="dar-backup-rootfs-", dir="/var/tmp") as tmp,
+            ThreadPoolExecutor(2, thread_name_prefix="provision") as pool,
+        ):
+            engine = pool.submit(started_engine)
+            archive = pool.submit(bootstrap_archive, Path(tmp), tag, source, host)
+            load_base(engine.result(), archive.result(), tag, host)
 
 
 def registry_unreachable(requested: str, host: str) -> bool:

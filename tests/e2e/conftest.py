@@ -10,13 +10,14 @@ import anyio
 import pytest
 
 from ci.core.config import DEV_IMAGE_VERSION, REPO_ROOT
+from ci.core.files import exclusive
 from ci.core.names import IMAGE_NAME
 from ci.engines.docker import DockerEngine
-from ci.engines.provision import ensure_client, ensure_daemon
+from ci.engines.provision import started_engine
 from ci.engines.seam import Image
 from ci.release.signing import build_tools
 from tests.support.docker import Docker, KeyPair, run_pipeline
-from tests.support.shared import exclusive, shared_dir
+from tests.support.shared import shared_dir
 
 # `scripts/dev test` runs the tests side by side (pytest-xdist, --dist loadgroup). The tests that
 # share a module's costly fixture (the foreign platform's build, two whole test runs) go to one
@@ -40,9 +41,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def docker() -> Docker:
-    client = ensure_client()
-    ensure_daemon(client)
-    return Docker(client)
+    return Docker(started_engine())
 
 
 @pytest.fixture(scope="session")

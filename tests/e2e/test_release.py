@@ -23,6 +23,7 @@ import semver
 
 from ci.core.config import REPO_ROOT, RunConfig
 from ci.core.errors import SigningError, StageFailure
+from ci.core.files import exclusive
 from ci.core.labels import BASE_DIGEST, BASE_LOCAL_ID, REQUIRED_OCI_KEYS
 from ci.core.report import Report
 from ci.core.versions import TOOLS, locked_dar_backup_version, tool_version
@@ -40,7 +41,7 @@ from tests.support.docker import Docker, KeyPair
 from tests.support.registry import LocalRegistry, PagingProxy, RelayProxy
 from tests.support.releasing import HOST, NAME, clean_db, cosign, maintainer_env, release
 from tests.support.samples import HISTORY_ENTRY, release_config
-from tests.support.shared import SharedRegistry, exclusive
+from tests.support.shared import SharedRegistry
 from tests.support.vulndb import record, write_db
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry]

@@ -7,13 +7,10 @@ under a file lock, and found by the others in a directory they all see.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import socket
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,14 +22,6 @@ def shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The run's own base temporary directory: xdist makes each worker's base temp dir inside it."""
     base = tmp_path_factory.getbasetemp()
     return base.parent if "PYTEST_XDIST_WORKER" in os.environ else base
-
-
-@contextmanager
-def exclusive(lock: Path) -> Iterator[None]:
-    """One worker at a time in the block (closing the file releases the lock, also on an error)."""
-    with lock.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
 
 
 def answers(address: str) -> bool:

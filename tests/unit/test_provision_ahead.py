@@ -57,3 +57,46 @@ def test_on_a_machine_with_no_engine_the_base_is_bootstrapped_while_the_engine_i
     provision.prepare("ubuntu:24.04")
     [(client, archive, tag, platform)] = loaded
     assert (client, archive.name, tag, platform) == ("/usr/bin/docker", "image.tar", "base:bookworm", host_platform())
+
+
+def test_a_second_run_waits_for_the_machine_lock_and_says_so(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(provision, "LOCK_DIR", tmp_path)
+    # Another process holds the lock until told to let go (a line on its stdin).
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(tmp_path / "dar-backup-ci-apt.lock")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdin is not None
+    assert holder.stdout.readline() == "held\n"
+    entered = threading.Event()
+
+    def second_run() -> None:
+        with provision.machine_lock("apt"):
+            entered.set()
+
+    waiter = threading.Thread(target=second_run)
+    waiter.start()
+    assert not entered.wait(1), "entered while another process held the lock"
+    holder.stdin.write("go\n")
+    holder.stdin.flush()
+    assert entered.wait(10)
+    waiter.join()
+    holder.wait(10)
+    assert capsys.readouterr().out == "[engine] waiting for another run's apt\n"
+
+
+HOLD_LOCK = """
+import fcntl, sys
+with open(sys.argv[1], "a") as handle:
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_what_is_installed_is_not_installed_again(capsys):
+    # dpkg is on every machine apt-get is: no apt-get runs, so nothing is said and root is not needed.
+    provision.apt_install("dpkg")
+    assert capsys.readouterr().out == ""
