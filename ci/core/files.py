@@ -30,7 +30,14 @@ def exclusive(lock: Path, waiting: Callable[[], None] | None = None) -> Iterator
     waiting, if given, is called once when another process holds the lock, before waiting for it.
     """
     lock.parent.mkdir(parents=True, exist_ok=True)
-    with lock.open("a") as handle:
+    # Read-only, created only where missing: flock needs no write access, so a lock another user
+    # made (root's tests, then a user's pipeline) still serves, and an O_CREAT open of another
+    # user's file in a sticky directory such as /run/lock is refused where fs.protected_regular is set.
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except FileNotFoundError:
+        fd = os.open(lock, os.O_RDONLY | os.O_CREAT, 0o644)
+    with os.fdopen(fd) as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

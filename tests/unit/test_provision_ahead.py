@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -47,6 +50,7 @@ def test_on_a_machine_with_no_engine_the_base_is_bootstrapped_while_the_engine_i
         both_started.wait()
         return tmp / "image.tar"
 
+    monkeypatch.setattr(provision, "LOCK_DIR", tmp_path)
     monkeypatch.setattr(provision, "registry_unreachable", lambda requested, host: True)
     monkeypatch.setattr(provision, "find_client", lambda: None)
     source = provision.AptSource("http://mirror.example/debian", "bookworm")
@@ -100,3 +104,33 @@ def test_what_is_installed_is_not_installed_again(capsys):
     # dpkg is on every machine apt-get is: no apt-get runs, so nothing is said and root is not needed.
     provision.apt_install("dpkg")
     assert capsys.readouterr().out == ""
+
+
+LOCK_AND_SAY = f"""
+import sys
+sys.path.insert(0, {str(REPO_ROOT)!r})
+from ci.core.files import exclusive
+from pathlib import Path
+with exclusive(Path(sys.argv[1])):
+    print("in", flush=True)
+"""
+
+
+def test_a_lock_another_user_made_still_serves(tmp_path):
+    # Root's test run made the lock; a user's pipeline then takes it (it cannot write the file).
+    if os.geteuid() == 0:
+        # As root, "another user" is nobody, who can reach a directory in /tmp but not tmp_path.
+        where = Path(tempfile.mkdtemp(dir="/tmp"))
+        where.chmod(0o755)
+        argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-I", "-S"]
+    else:
+        where = tmp_path
+        argv = [sys.executable, "-I", "-S"]
+    lock = where / "dar-backup-ci-engine.lock"
+    lock.touch(mode=0o444)
+    try:
+        done = subprocess.run([*argv, "-c", LOCK_AND_SAY, str(lock)], capture_output=True, text=True, check=False)
+    finally:
+        if where != tmp_path:
+            shutil.rmtree(where)
+    assert (done.returncode, done.stdout) == (0, "in\n"), done.stderr.strip().splitlines()[-1:]
