@@ -186,8 +186,13 @@ def ensure_daemon(client: str, wait_seconds: float = 60.0) -> None:
     raise EngineError(f"dockerd did not answer within {wait_seconds:.0f}s; see {DOCKERD_LOG}")
 
 
+def rootfs_workdir() -> tempfile.TemporaryDirectory[str]:
+    # /var/tmp: a rootfs and its archive are hundreds of MB, too much for a tmpfs /tmp.
+    return tempfile.TemporaryDirectory(prefix="dar-backup-rootfs-", dir="/var/tmp")
+
+
 def bootstrap_base(client: str, tag: str, source: AptSource, platform: str) -> None:
-    with tempfile.TemporaryDirectory(prefix="dar-backup-rootfs-", dir="/var/tmp") as tmp:
+    with rootfs_workdir() as tmp:
         load_base(client, bootstrap_archive(Path(tmp), tag, source, platform), tag, platform)
 
 
@@ -362,7 +367,7 @@ def engine_beside_base(requested: str, host: str) -> None:
             reused_or_bootstrapped(started_engine(), requested, tag, source, host)
             return
         with (
-            tempfile.TemporaryDirectory(prefix="dar-backup-rootfs-", dir="/var/tmp") as tmp,
+            rootfs_workdir() as tmp,
             ThreadPoolExecutor(2, thread_name_prefix="provision") as pool,
         ):
             engine = pool.submit(started_engine)
