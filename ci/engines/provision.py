@@ -34,7 +34,7 @@ from ci.core.baseimage import DEFAULT_BASE_IMAGE, LOCAL_BASE_REPO
 from ci.core.errors import EngineError, PipelineError, RegistryError, RegistryUnreachable
 from ci.core.files import exclusive
 from ci.core.log import progress, say
-from ci.core.platforms import architecture, host_platform, tag_suffix
+from ci.core.platforms import architecture, foreign, host_platform, parse_platforms, tag_suffix
 from ci.engines.select import choose_engine
 from ci.oci.base import resolve_digest
 
@@ -357,22 +357,25 @@ def started_engine() -> str:
     return client
 
 
-def engine_beside_base(requested: str, host: str) -> None:
+def engine_beside_base(requested: str, host: str) -> str:
     """On a machine with no engine (so no base either): the engine installed and started while the
     base is bootstrapped, which needs no engine; on a fresh machine these two are most of the wait."""
     source, tag = bootstrap_plan(requested, host, host)
     with machine_lock(tag):
         if find_client() is not None:
             # Another run installed the engine while this one waited for the base, and may have made it.
-            reused_or_bootstrapped(started_engine(), requested, tag, source, host)
-            return
+            client = started_engine()
+            reused_or_bootstrapped(client, requested, tag, source, host)
+            return client
         with (
             rootfs_workdir() as tmp,
             ThreadPoolExecutor(2, thread_name_prefix="provision") as pool,
         ):
             engine = pool.submit(started_engine)
             archive = pool.submit(bootstrap_archive, Path(tmp), tag, source, host)
-            load_base(engine.result(), archive.result(), tag, host)
+            client = engine.result()
+            load_base(client, archive.result(), tag, host)
+    return client
 
 
 def registry_unreachable(requested: str, host: str) -> bool:
@@ -391,27 +394,38 @@ def registry_unreachable(requested: str, host: str) -> bool:
     return False
 
 
-def prepare(requested: str) -> None:
-    """The engine, and the host's base where no registry serves it, as the run will want them."""
+def prepare(requested: str, platforms: Sequence[str]) -> None:
+    """The engine, emulation for each foreign platform, and each platform's base where no registry
+    serves it, as a run building platforms will want them."""
     host = host_platform()
     local_base = registry_unreachable(requested, host)
-    if local_base and find_client() is None:
-        engine_beside_base(requested, host)
-        return
-    client = started_engine()
+    for platform in foreign(platforms, host):
+        ensure_emulation(platform)
+    if local_base and host in platforms and find_client() is None:
+        client = engine_beside_base(requested, host)
+        platforms = foreign(platforms, host)
+    else:
+        client = started_engine()
     if local_base:
-        ensure_base_image(client, requested, host, host)
+        for platform in platforms:
+            ensure_base_image(client, requested, platform, host)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Reads what of the pipeline's arguments it needs; nothing to do for a run on Dagger."""
+    """Reads what of the pipeline's arguments it needs; nothing to do for a run on Dagger.
+
+    `--platform` as the pipeline takes it; without it, the host's platform only (the run makes
+    a release's other platforms ready itself).
+    """
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--engine", default=os.environ.get("DAR_BACKUP_CI_ENGINE", "auto"))
     parser.add_argument("--base-image", default=os.environ.get("BASE_IMAGE") or DEFAULT_BASE_IMAGE)
+    parser.add_argument("--platform")
     args, _ = parser.parse_known_args(argv)
     try:
+        platforms = parse_platforms(args.platform) if args.platform else (host_platform(),)
         if choose_engine(args.engine, os.environ)[0] == "docker":
-            prepare(args.base_image)
+            prepare(args.base_image, platforms)
     except PipelineError as err:
         # The run itself tries again and stops with this same error, in its report.
         say("engine", f"not ready ahead of the run: {err}")

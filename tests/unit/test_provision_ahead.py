@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ci.core.config import REPO_ROOT
-from ci.core.platforms import host_platform
+from ci.core.platforms import SUPPORTED, host_platform
 from ci.engines import provision
 
 
@@ -58,9 +58,37 @@ def test_on_a_machine_with_no_engine_the_base_is_bootstrapped_while_the_engine_i
     monkeypatch.setattr(provision, "started_engine", installed_and_started)
     monkeypatch.setattr(provision, "bootstrap_archive", bootstrapped)
     monkeypatch.setattr(provision, "load_base", lambda *args: loaded.append(args))
-    provision.prepare("ubuntu:24.04")
+    provision.prepare("ubuntu:24.04", (host_platform(),))
     [(client, archive, tag, platform)] = loaded
     assert (client, archive.name, tag, platform) == ("/usr/bin/docker", "image.tar", "base:bookworm", host_platform())
+
+
+def test_a_foreign_platform_named_gets_emulation_and_its_own_base_ahead_of_the_run(monkeypatch):
+    # What the end-to-end tests ask for beside their own start: the foreign base is the longest wait.
+    host = host_platform()
+    other = next(platform for platform in SUPPORTED if platform != host)
+    done = []
+    monkeypatch.setattr(provision, "registry_unreachable", lambda requested, host: True)
+    monkeypatch.setattr(provision, "find_client", lambda: "/usr/bin/docker")
+    monkeypatch.setattr(provision, "started_engine", lambda: "/usr/bin/docker")
+    monkeypatch.setattr(provision, "ensure_emulation", lambda platform: done.append(("emulation", platform)))
+    monkeypatch.setattr(
+        provision,
+        "ensure_base_image",
+        lambda client, requested, platform, host: done.append(("base", platform)) or "base",
+    )
+    assert provision.main(["--engine", "docker", "--platform", other, "release"]) == 0
+    assert done == [("emulation", other), ("base", other)]
+    done.clear()
+    assert provision.main(["--engine", "docker"]) == 0
+    assert done == [("base", host)]
+
+
+def test_a_bad_platform_is_left_for_the_run_to_refuse(capsys: pytest.CaptureFixture[str]):
+    assert provision.main(["--engine", "docker", "--platform", "linux/s390x"]) == 1
+    assert capsys.readouterr().out == (
+        "[engine] not ready ahead of the run: unknown platform 'linux/s390x'; supported: linux/amd64, linux/arm64\n"
+    )
 
 
 def test_a_second_run_waits_for_the_machine_lock_and_says_so(monkeypatch, tmp_path, capsys):
