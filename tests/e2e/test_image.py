@@ -367,6 +367,15 @@ def test_final_image_has_no_build_tools_or_caches(docker: Docker, image: str):
     assert set(docker.ok(*RUN, "--entrypoint", "sh", image, "-c", found).split()) == stdlib
 
 
+def test_par2_threads_sleep_while_they_wait_unless_the_user_says_otherwise(docker: Docker, image: str):
+    # OpenMP's default (spinning threads) made par2 many times slower on a busy host. The setting
+    # reaches the user's commands through the entrypoint, and a user's own value wins.
+    assert "libgomp" in docker.ok(*RUN, "--entrypoint", "ldd", image, "/usr/bin/par2")
+    assert docker.ok(*RUN, image, "printenv", "OMP_WAIT_POLICY").strip() == "PASSIVE"
+    chosen = docker.ok(*RUN, "-e", "OMP_WAIT_POLICY=ACTIVE", image, "printenv", "OMP_WAIT_POLICY")
+    assert chosen.strip() == "ACTIVE"
+
+
 # As root and allowed to write bytecode, a start writes a .pyc for every module it had to compile.
 # /backups and /backup.d are made root's, or the root run would stop at its check of them: a
 # start that fails says so.

@@ -1,9 +1,12 @@
 """The scale figures: seconds per GB in the image and natively, their ratio, and growth that outpaces the data."""
 
+import re
+
 import pytest
 
 from bench.stage import GROWTH_LIMIT, OVERHEAD_LIMIT, ScaleRow, scale_results
-from bench.story import dar_backup_seconds
+from bench.story import IMAGE_PAR2_ENV, dar_backup_seconds
+from ci.core.config import REPO_ROOT
 
 MIB_100 = 100 * 2**20 / 1e9  # GB in the 100 MB scale (MiB, as the generator writes them)
 
@@ -68,3 +71,10 @@ def test_the_overhead_is_the_smallest_scales_ratio_against_the_target():
 
 def test_dar_backup_seconds_leave_out_the_benchmarks_compare():
     assert dar_backup_seconds({"FULL": 3, "DIFF": 1, "INCR": 1, "restore": 2, "compare": 9}) == 7
+
+
+def test_the_native_story_runs_par2_as_the_image_does():
+    # Otherwise the ratio would count a setting of par2's threads as the container's overhead.
+    dockerfile = (REPO_ROOT / "docker/Dockerfile").read_text()
+    for name, value in IMAGE_PAR2_ENV.items():
+        assert re.search(rf"^\s+{name}={value} \\$", dockerfile, re.M), f"docker/Dockerfile sets no {name}={value}"
