@@ -561,3 +561,31 @@ def test_build_refuses_a_venv_made_by_another_python_than_base(docker: Docker, i
     done = subprocess.run([docker.client, *argv], cwd=REPO_ROOT, capture_output=True, text=True, env=env, check=False)
     assert done.returncode != 0
     assert re.search(r"base's Python is not the builder's, .*: the builder has not python3=\S+;", done.stderr)
+
+
+def test_the_builder_trusts_for_pip_the_bundle_update_ca_certificates_writes(docker: Docker, image: str):
+    """The builder unpacks ca-certificates instead of installing it: pip must trust what an install would."""
+    base = docker.ok("image", "inspect", "-f", '{{index .Config.Labels "org.opencontainers.image.base.name"}}', image)
+    secret = ["--secret", f"id=pip_cert,src={os.environ['PIP_CERT']}"] if os.environ.get("PIP_CERT") else []
+    version = locked_dar_backup_version(REPO_ROOT / "docker/requirements.txt")
+    argv = ["build", "-q", "-f", "docker/Dockerfile", "--target", "builder", *secret]
+    argv += ["--build-arg", f"BASE_IMAGE={base.strip()}", "--build-arg", f"DAR_BACKUP_VERSION={version}", "."]
+    env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+    done = subprocess.run([docker.client, *argv], cwd=REPO_ROOT, capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    builder = done.stdout.strip()
+    try:
+        given = docker.ok(*RUN, "--entrypoint", "sha256sum", builder, "/tmp/ca-certificates.crt").split()[0]
+    finally:
+        docker("rmi", builder)
+    written = docker.ok(*RUN, "--entrypoint", "sha256sum", image, "/etc/ssl/certs/ca-certificates.crt").split()[0]
+    assert given == written
+    # And it is not empty: the image's bundle holds the public roots.
+    assert (
+        int(
+            docker.ok(
+                *RUN, "--entrypoint", "grep", image, "-c", "BEGIN CERTIFICATE", "/etc/ssl/certs/ca-certificates.crt"
+            )
+        )
+        > 100
+    )
