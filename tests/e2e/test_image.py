@@ -563,29 +563,46 @@ def test_build_refuses_a_venv_made_by_another_python_than_base(docker: Docker, i
     assert re.search(r"base's Python is not the builder's, .*: the builder has not python3=\S+;", done.stderr)
 
 
+# What Debian's and Ubuntu's official images keep in /etc/apt/apt.conf.d/docker-clean: apt's cache
+# of packages is emptied after every dpkg run (the bootstrapped base has no such file).
+DOCKER_CLEAN = (
+    'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb '
+    '/var/cache/apt/*.bin || true"; };'
+)
+
+
 def test_the_builder_trusts_for_pip_the_bundle_update_ca_certificates_writes(docker: Docker, image: str):
-    """The builder unpacks ca-certificates instead of installing it: pip must trust what an install would."""
+    """The builder unpacks ca-certificates instead of installing it: pip must trust what an install would,
+    also on a base that cleans apt's cache as the official images do."""
     base = docker.ok("image", "inspect", "-f", '{{index .Config.Labels "org.opencontainers.image.base.name"}}', image)
+    env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+    cleaning = "dar-backup-test-base:docker-clean"
+    dockerfile = f"FROM {base.strip()}\nRUN printf '%s\\n' '{DOCKER_CLEAN}' > /etc/apt/apt.conf.d/docker-clean\n"
+    made = subprocess.run(
+        [docker.client, "build", "-q", "-t", cleaning, "-"],
+        input=dockerfile,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr[-2000:]
     secret = ["--secret", f"id=pip_cert,src={os.environ['PIP_CERT']}"] if os.environ.get("PIP_CERT") else []
     version = locked_dar_backup_version(REPO_ROOT / "docker/requirements.txt")
     argv = ["build", "-q", "-f", "docker/Dockerfile", "--target", "builder", *secret]
-    argv += ["--build-arg", f"BASE_IMAGE={base.strip()}", "--build-arg", f"DAR_BACKUP_VERSION={version}", "."]
-    env = {**os.environ, "DOCKER_BUILDKIT": "1"}
-    done = subprocess.run([docker.client, *argv], cwd=REPO_ROOT, capture_output=True, text=True, env=env, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    builder = done.stdout.strip()
+    argv += ["--build-arg", f"BASE_IMAGE={cleaning}", "--build-arg", f"DAR_BACKUP_VERSION={version}", "."]
     try:
+        done = subprocess.run(
+            [docker.client, *argv], cwd=REPO_ROOT, capture_output=True, text=True, env=env, check=False
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        builder = done.stdout.strip()
         given = docker.ok(*RUN, "--entrypoint", "sha256sum", builder, "/tmp/ca-certificates.crt").split()[0]
-    finally:
         docker("rmi", builder)
+    finally:
+        docker("rmi", cleaning)
     written = docker.ok(*RUN, "--entrypoint", "sha256sum", image, "/etc/ssl/certs/ca-certificates.crt").split()[0]
     assert given == written
     # And it is not empty: the image's bundle holds the public roots.
-    assert (
-        int(
-            docker.ok(
-                *RUN, "--entrypoint", "grep", image, "-c", "BEGIN CERTIFICATE", "/etc/ssl/certs/ca-certificates.crt"
-            )
-        )
-        > 100
-    )
+    bundle = "/etc/ssl/certs/ca-certificates.crt"
+    assert int(docker.ok(*RUN, "--entrypoint", "grep", image, "-c", "BEGIN CERTIFICATE", bundle)) > 100
