@@ -399,28 +399,29 @@ def prepare(requested: str, platforms: Sequence[str]) -> None:
     serves it, as a run building platforms will want them."""
     host = host_platform()
     local_base = registry_unreachable(requested, host)
-    for platform in foreign(platforms, host):
-        ensure_emulation(platform)
     if local_base and host in platforms and find_client() is None:
         client = engine_beside_base(requested, host)
         platforms = foreign(platforms, host)
     else:
         client = started_engine()
-    if local_base:
-        for platform in platforms:
+    # The host's part first: a foreign platform that cannot be emulated leaves it ready.
+    for platform in sorted(platforms, key=lambda platform: platform != host):
+        if platform != host:
+            ensure_emulation(platform)
+        if local_base:
             ensure_base_image(client, requested, platform, host)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Reads what of the pipeline's arguments it needs; nothing to do for a run on Dagger.
 
-    `--platform` as the pipeline takes it; without it, the host's platform only (the run makes
-    a release's other platforms ready itself).
+    `--platform` (or DAR_BACKUP_PLATFORMS) as the pipeline takes it; without either, the host's
+    platform only (the run makes a release's other platforms ready itself).
     """
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--engine", default=os.environ.get("DAR_BACKUP_CI_ENGINE", "auto"))
     parser.add_argument("--base-image", default=os.environ.get("BASE_IMAGE") or DEFAULT_BASE_IMAGE)
-    parser.add_argument("--platform")
+    parser.add_argument("--platform", default=os.environ.get("DAR_BACKUP_PLATFORMS"))
     args, _ = parser.parse_known_args(argv)
     try:
         platforms = parse_platforms(args.platform) if args.platform else (host_platform(),)

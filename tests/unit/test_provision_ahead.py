@@ -77,11 +77,39 @@ def test_a_foreign_platform_named_gets_emulation_and_its_own_base_ahead_of_the_r
         "ensure_base_image",
         lambda client, requested, platform, host: done.append(("base", platform)) or "base",
     )
+    monkeypatch.delenv("DAR_BACKUP_PLATFORMS", raising=False)
     assert provision.main(["--engine", "docker", "--platform", other, "release"]) == 0
     assert done == [("emulation", other), ("base", other)]
     done.clear()
     assert provision.main(["--engine", "docker"]) == 0
     assert done == [("base", host)]
+    done.clear()
+    # The pipeline's variable names the platforms too.
+    monkeypatch.setenv("DAR_BACKUP_PLATFORMS", f"{host},{other}")
+    assert provision.main(["--engine", "docker"]) == 0
+    assert done == [("base", host), ("emulation", other), ("base", other)]
+
+
+def test_a_foreign_platform_that_cannot_be_emulated_leaves_the_host_ready(monkeypatch, capsys):
+    host = host_platform()
+    other = next(platform for platform in SUPPORTED if platform != host)
+    done = []
+
+    def no_emulation(platform: str) -> None:
+        raise provision.EngineError(f"emulation of {platform} is not enabled")
+
+    monkeypatch.setattr(provision, "registry_unreachable", lambda requested, host: True)
+    monkeypatch.setattr(provision, "find_client", lambda: "/usr/bin/docker")
+    monkeypatch.setattr(provision, "started_engine", lambda: "/usr/bin/docker")
+    monkeypatch.setattr(provision, "ensure_emulation", no_emulation)
+    monkeypatch.setattr(
+        provision,
+        "ensure_base_image",
+        lambda client, requested, platform, host: done.append(platform) or "base",
+    )
+    assert provision.main(["--engine", "docker", "--platform", f"{other},{host}"]) == 1
+    assert done == [host]
+    assert capsys.readouterr().out == f"[engine] not ready ahead of the run: emulation of {other} is not enabled\n"
 
 
 def test_a_bad_platform_is_left_for_the_run_to_refuse(capsys: pytest.CaptureFixture[str]):
