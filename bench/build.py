@@ -25,7 +25,8 @@ from ci.core.config import REPO_ROOT
 # load 3-4 the same design took 27.8-39.5 s, and at load 5-10 50-120 s: the mirror's speed for the
 # index varies tenfold, so the figure means something only on a quiet machine. Since the builder
 # unpacks ca-certificates instead of installing it, alternated again (load 1.6-1.9): the
-# two-Dockerfile design 20.4, 21.4, 19.2 s, this one 16.4, 18.1, 15.5 s: medians 16.4 / 20.4 = 0.80x.
+# two-Dockerfile design 20.4, 21.4, 19.2, 16.6, 15.9, 18.1 s, this one 16.4, 18.1, 15.5, 13.9, 13.4,
+# 14.6 s: each pair 0.80-0.85x, their median 0.82x (the network is half of each build).
 COLD_BUILD_TARGET_SECONDS: float | None = 21.2
 
 Entry = tuple[str, str, int, str]  # type, content (sha256 or link target), mtime, owner and mode

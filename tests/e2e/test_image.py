@@ -543,6 +543,24 @@ def test_final_writes_a_valid_sbom_of_what_the_image_holds(docker: Docker, image
 
 
 # Marks the builder's python3 as another version than base's, just before the check reads both.
+def run_base(docker: Docker, image: str) -> str:
+    """What the run built image FROM, as its label names it."""
+    label = '{{index .Config.Labels "org.opencontainers.image.base.name"}}'
+    return docker.ok("image", "inspect", "-f", label, image).strip()
+
+
+def build_target(
+    docker: Docker, target: str, base: str, *extra: str, dockerfile: Path = REPO_ROOT / "docker/Dockerfile"
+) -> subprocess.CompletedProcess[str]:
+    """`docker build --target TARGET` FROM base with the locked dar-backup, as the pipeline builds it."""
+    secret = ["--secret", f"id=pip_cert,src={os.environ['PIP_CERT']}"] if os.environ.get("PIP_CERT") else []
+    version = locked_dar_backup_version(REPO_ROOT / "docker/requirements.txt")
+    argv = ["build", *extra, "-f", str(dockerfile), "--target", target, *secret]
+    argv += ["--build-arg", f"BASE_IMAGE={base}", "--build-arg", f"DAR_BACKUP_VERSION={version}", "."]
+    env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+    return subprocess.run([docker.client, *argv], cwd=REPO_ROOT, capture_output=True, text=True, env=env, check=False)
+
+
 OTHER_PYTHON = "RUN sed -i '/^Package: python3$/,/^$/s/^Version: .*/Version: 0.0-other/' /var/lib/dpkg/status\n"
 PYTHON_CHECK = "RUN --mount=type=bind,from=base,source=/var/lib/dpkg,target=/tmp/base-dpkg"
 
@@ -552,13 +570,7 @@ def test_build_refuses_a_venv_made_by_another_python_than_base(docker: Docker, i
     dockerfile = (REPO_ROOT / "docker/Dockerfile").read_text()
     assert dockerfile.count(PYTHON_CHECK) == 1
     (tmp_path / "Dockerfile").write_text(dockerfile.replace(PYTHON_CHECK, OTHER_PYTHON + PYTHON_CHECK))
-    base = docker.ok("image", "inspect", "-f", '{{index .Config.Labels "org.opencontainers.image.base.name"}}', image)
-    secret = ["--secret", f"id=pip_cert,src={os.environ['PIP_CERT']}"] if os.environ.get("PIP_CERT") else []
-    version = locked_dar_backup_version(REPO_ROOT / "docker/requirements.txt")
-    argv = ["build", "-f", str(tmp_path / "Dockerfile"), "--target", "final", *secret]
-    argv += ["--build-arg", f"BASE_IMAGE={base.strip()}", "--build-arg", f"DAR_BACKUP_VERSION={version}", "."]
-    env = {**os.environ, "DOCKER_BUILDKIT": "1"}
-    done = subprocess.run([docker.client, *argv], cwd=REPO_ROOT, capture_output=True, text=True, env=env, check=False)
+    done = build_target(docker, "final", run_base(docker, image), dockerfile=tmp_path / "Dockerfile")
     assert done.returncode != 0
     assert re.search(r"base's Python is not the builder's, .*: the builder has not python3=\S+;", done.stderr)
 
@@ -574,27 +586,16 @@ DOCKER_CLEAN = (
 def test_the_builder_trusts_for_pip_the_bundle_update_ca_certificates_writes(docker: Docker, image: str):
     """The builder unpacks ca-certificates instead of installing it: pip must trust what an install would,
     also on a base that cleans apt's cache as the official images do."""
-    base = docker.ok("image", "inspect", "-f", '{{index .Config.Labels "org.opencontainers.image.base.name"}}', image)
-    env = {**os.environ, "DOCKER_BUILDKIT": "1"}
     cleaning = "dar-backup-test-base:docker-clean"
-    dockerfile = f"FROM {base.strip()}\nRUN printf '%s\\n' '{DOCKER_CLEAN}' > /etc/apt/apt.conf.d/docker-clean\n"
-    made = subprocess.run(
-        [docker.client, "build", "-q", "-t", cleaning, "-"],
-        input=dockerfile,
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
+    dockerfile = (
+        f"FROM {run_base(docker, image)}\nRUN printf '%s\\n' '{DOCKER_CLEAN}' > /etc/apt/apt.conf.d/docker-clean\n"
     )
+    env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+    argv = [docker.client, "build", "-q", "-t", cleaning, "-"]
+    made = subprocess.run(argv, input=dockerfile, capture_output=True, text=True, env=env, check=False)
     assert made.returncode == 0, made.stderr[-2000:]
-    secret = ["--secret", f"id=pip_cert,src={os.environ['PIP_CERT']}"] if os.environ.get("PIP_CERT") else []
-    version = locked_dar_backup_version(REPO_ROOT / "docker/requirements.txt")
-    argv = ["build", "-q", "-f", "docker/Dockerfile", "--target", "builder", *secret]
-    argv += ["--build-arg", f"BASE_IMAGE={cleaning}", "--build-arg", f"DAR_BACKUP_VERSION={version}", "."]
     try:
-        done = subprocess.run(
-            [docker.client, *argv], cwd=REPO_ROOT, capture_output=True, text=True, env=env, check=False
-        )
+        done = build_target(docker, "builder", cleaning, "-q")
         assert done.returncode == 0, done.stderr[-2000:]
         builder = done.stdout.strip()
         given = docker.ok(*RUN, "--entrypoint", "sha256sum", builder, "/tmp/ca-certificates.crt").split()[0]
